@@ -1,0 +1,1 @@
+"""Convert stage: reads NVIDIA .pkl and rosinality .pt checkpoints into gvjax checkpoints."""

@@ -1,0 +1,1 @@
+"""Render stage: a song in, a video out."""

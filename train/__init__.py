@@ -1,0 +1,1 @@
+"""Train stage: optax fine-tuning of a converted generator."""
