@@ -1,0 +1,127 @@
+"""Generator configuration: one frozen dataclass, serialisable to JSON.
+
+The fields follow NVIDIA's stylegan2-ada-pytorch init kwargs, flattened. Everything the
+network's shapes depend on lives here, so a checkpoint's `config.json` rebuilds the exact
+module that produced its params.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from gvjax.errors import GvjaxError
+
+ARCHITECTURES = ("orig", "skip", "resnet")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """Shapes and constants of a StyleGAN2 generator.
+
+    Attributes:
+      z_dim: latent z size (0 allowed for label-only models).
+      w_dim: intermediate latent w size.
+      c_dim: conditioning label size, 0 for unconditional models.
+      img_resolution: output side length in pixels, a power of two >= 4.
+      img_channels: output channels (3 for RGB).
+      mapping_layers: number of fully connected layers in the mapping network.
+      mapping_lr_multiplier: equalized-lr multiplier of the mapping layers (0.01).
+      embed_features: label embedding size (None: w_dim; ignored when c_dim == 0).
+      layer_features: hidden mapping width (None: w_dim).
+      w_avg_beta: decay of the tracked average w during training.
+      channel_base, channel_max: channels at resolution r = min(channel_base // r, channel_max).
+      architecture: 'orig', 'skip' or 'resnet'.
+      conv_clamp: clamp of convolution outputs (None: no clamping).
+      resample_filter: 1-D FIR taps, used as their outer product (normalised to sum 1).
+      num_fp16_res: recorded from the source model; gvjax computes in float32 or bfloat16.
+    """
+
+    z_dim: int = 512
+    w_dim: int = 512
+    c_dim: int = 0
+    img_resolution: int = 1024
+    img_channels: int = 3
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    embed_features: int | None = None
+    layer_features: int | None = None
+    w_avg_beta: float | None = 0.995
+    channel_base: int = 32768
+    channel_max: int = 512
+    architecture: str = "skip"
+    conv_clamp: float | None = None
+    resample_filter: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)
+    num_fp16_res: int = 0
+
+    def __post_init__(self):
+        res = self.img_resolution
+        if res < 4 or res & (res - 1):
+            raise GvjaxError(f"img_resolution must be a power of two >= 4, got {res}")
+        if self.architecture not in ARCHITECTURES:
+            raise GvjaxError(
+                f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
+            )
+        if self.mapping_layers < 1:
+            raise GvjaxError(f"mapping_layers must be >= 1, got {self.mapping_layers}")
+        object.__setattr__(self, "resample_filter", tuple(float(v) for v in self.resample_filter))
+
+    # ----- derived quantities -----
+    @property
+    def block_resolutions(self) -> tuple[int, ...]:
+        """Resolutions of the synthesis blocks: (4, 8, ..., img_resolution)."""
+        return tuple(2**i for i in range(2, int(math.log2(self.img_resolution)) + 1))
+
+    def channels(self, res: int) -> int:
+        """Feature channels of the block at resolution `res`."""
+        return min(self.channel_base // res, self.channel_max)
+
+    def num_conv(self, res: int) -> int:
+        """Modulated 3x3 convolutions in block `res` (b4 has only conv1)."""
+        return 1 if res == 4 else 2
+
+    def has_torgb(self, res: int) -> bool:
+        """Whether block `res` has a ToRGB layer."""
+        return self.architecture == "skip" or res == self.img_resolution
+
+    def w_offsets(self) -> dict[int, int]:
+        """Index of the first w each block reads; block `res` reads num_conv + num_torgb ws from it.
+
+        The index advances by num_conv only, so a block's ToRGB shares its w with the next
+        block's conv0 (as in NVIDIA's and rosinality's code).
+        """
+        offsets, idx = {}, 0
+        for res in self.block_resolutions:
+            offsets[res] = idx
+            idx += self.num_conv(res)
+        return offsets
+
+    @property
+    def num_ws(self) -> int:
+        """Number of per-layer ws: all convolutions plus the last ToRGB."""
+        return sum(self.num_conv(r) for r in self.block_resolutions) + 1
+
+    @property
+    def mapping_embed_features(self) -> int:
+        if self.c_dim == 0:
+            return 0
+        return self.w_dim if self.embed_features is None else self.embed_features
+
+    @property
+    def mapping_layer_features(self) -> int:
+        return self.w_dim if self.layer_features is None else self.layer_features
+
+    # ----- serialisation -----
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["resample_filter"] = list(self.resample_filter)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GeneratorConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise GvjaxError(f"unknown generator config keys: {', '.join(unknown)}")
+        return cls(**d)

@@ -1,0 +1,368 @@
+"""StyleGAN2 generator in Flax: modules hold parameters and call the pure ops in `gvjax.ops`.
+
+Every module works on ONE example (`z [z_dim]`, `ws [num_ws, w_dim]`, `x [H, W, C]`,
+images `[H, W, C]` in [-1, 1]); batch with `jax.vmap` over `Generator.apply`.
+
+Parameter names mirror NVIDIA's state dict (`synthesis.b8.conv0.affine.weight` is
+`params['synthesis']['b8']['conv0']['affine']['weight']`), with the same shapes. Weights are
+stored raw and scaled at run time (equalized learning rate), so gradients behave like
+NVIDIA's during fine-tuning. The buffers `w_avg` and `noise_const` live in the `buffers`
+collection.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gvjax import ops
+from gvjax.config import GeneratorConfig
+
+NOISE_MODES = ("const", "random", "none")
+SQRT_HALF = math.sqrt(0.5)
+
+
+def _normal(shape, scale: float = 1.0):
+    return lambda key: jax.random.normal(key, shape, jnp.float32) * scale
+
+
+def _precision(dtype):
+    return lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else lax.Precision.DEFAULT
+
+
+class FullyConnected(nn.Module):
+    """Equalized-lr linear layer: `[in_features] -> [out_features]`."""
+
+    in_features: int
+    out_features: int
+    act: str = "linear"
+    lr_multiplier: float = 1.0
+    bias_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        weight = self.param("weight", _normal((self.out_features, self.in_features), 1.0 / self.lr_multiplier))
+        bias = self.param("bias", lambda key: jnp.full((self.out_features,), self.bias_init, jnp.float32))
+        return ops.fully_connected(
+            x.astype(jnp.float32),
+            weight,
+            bias,
+            weight_gain=self.lr_multiplier / math.sqrt(self.in_features),
+            bias_gain=self.lr_multiplier,
+            act=self.act,
+        )
+
+
+class MappingNetwork(nn.Module):
+    """z (and label c) -> per-layer ws `[num_ws, w_dim]`, with truncation."""
+
+    config: GeneratorConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        z: jnp.ndarray,
+        c: jnp.ndarray | None = None,
+        *,
+        truncation_psi: float | jnp.ndarray = 1.0,
+        truncation_cutoff: int | None = None,
+    ) -> jnp.ndarray:
+        """Args: `z [z_dim]`, `c [c_dim]` (one-hot label, or None when c_dim == 0). Returns `[num_ws, w_dim]`."""
+        cfg = self.config
+        parts = []
+        if cfg.z_dim > 0:
+            parts.append(ops.normalize_2nd_moment(z.astype(jnp.float32)))
+        if cfg.c_dim > 0:
+            if c is None:
+                raise ValueError("this generator is conditional: pass a label c of size c_dim")
+            embed = FullyConnected(cfg.c_dim, cfg.mapping_embed_features, name="embed")
+            parts.append(ops.normalize_2nd_moment(embed(c.astype(jnp.float32))))
+        x = jnp.concatenate(parts, axis=-1)
+        features = (
+            [cfg.z_dim + cfg.mapping_embed_features]
+            + [cfg.mapping_layer_features] * (cfg.mapping_layers - 1)
+            + [cfg.w_dim]
+        )
+        for i in range(cfg.mapping_layers):
+            x = FullyConnected(
+                features[i], features[i + 1], act="lrelu", lr_multiplier=cfg.mapping_lr_multiplier, name=f"fc{i}"
+            )(x)
+        w_avg = self.variable("buffers", "w_avg", lambda: jnp.zeros((cfg.w_dim,), jnp.float32)).value
+        return truncate(jnp.broadcast_to(x, (cfg.num_ws, cfg.w_dim)), w_avg, truncation_psi, truncation_cutoff)
+
+
+def truncate(ws: jnp.ndarray, w_avg: jnp.ndarray, psi, cutoff: int | None = None) -> jnp.ndarray:
+    """Truncation trick: `w_avg + psi * (ws - w_avg)` on layers `[:cutoff]` (all when None).
+
+    `ws [num_ws, w_dim]`, `w_avg [w_dim]`; psi may be a traced scalar.
+    """
+    if isinstance(psi, (int, float)) and psi == 1:
+        return ws
+    w_avg = w_avg[None, :]
+    truncated = w_avg + psi * (ws - w_avg)
+    if cutoff is None:
+        return truncated
+    layer = jnp.arange(ws.shape[0])[:, None]
+    return jnp.where(layer < cutoff, truncated, ws)
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv (optionally 2x up), noise, bias, lrelu: `[H, W, C_in] -> [H*up, W*up, C_out]`."""
+
+    in_channels: int
+    out_channels: int
+    w_dim: int
+    resolution: int
+    up: int = 1
+    kernel_size: int = 3
+    conv_clamp: float | None = None
+    resample_filter: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)
+    modconv: str = "grouped"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, w, *, noise_mode: str = "const", noise_key=None, gain: float = 1.0):
+        """`x [H, W, C_in]`, `w [w_dim]`; `noise_key` is this layer's own key (noise_mode 'random')."""
+        k, r = self.kernel_size, self.resolution
+        styles = FullyConnected(self.w_dim, self.in_channels, bias_init=1.0, name="affine")(w)
+        weight = self.param("weight", _normal((self.out_channels, self.in_channels, k, k)))
+        noise_strength = self.param("noise_strength", lambda key: jnp.zeros((), jnp.float32))
+        bias = self.param("bias", lambda key: jnp.zeros((self.out_channels,), jnp.float32))
+        noise_const = self.variable(
+            "buffers", "noise_const", lambda: jax.random.normal(self.make_rng("params"), (r, r), jnp.float32)
+        ).value
+        noise = None
+        if noise_mode == "const":
+            noise = noise_const * noise_strength
+        elif noise_mode == "random":
+            if noise_key is None:
+                raise ValueError("noise_mode='random' needs an explicit noise_key")
+            noise = jax.random.normal(noise_key, (r, r), jnp.float32) * noise_strength
+            self.sow("intermediates", "random_noise", noise)
+        elif noise_mode != "none":
+            raise ValueError(f"unknown noise_mode {noise_mode!r}; expected one of {NOISE_MODES}")
+        x = ops.modulated_conv2d(
+            x,
+            weight,
+            styles,
+            noise=noise,
+            up=self.up,
+            padding=k // 2,
+            f=ops.setup_filter(self.resample_filter),
+            form=self.modconv,
+            precision=_precision(self.dtype),
+        )
+        act_gain = ops.ACTIVATION_GAINS["lrelu"] * gain
+        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
+        return ops.bias_act(x, bias, act="lrelu", gain=act_gain, clamp=clamp)
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 conv without demodulation: `[H, W, C_in] -> [H, W, img_channels]`."""
+
+    in_channels: int
+    out_channels: int
+    w_dim: int
+    conv_clamp: float | None = None
+    modconv: str = "grouped"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, w):
+        styles = FullyConnected(self.w_dim, self.in_channels, bias_init=1.0, name="affine")(w)
+        styles = styles * (1.0 / math.sqrt(self.in_channels))
+        weight = self.param("weight", _normal((self.out_channels, self.in_channels, 1, 1)))
+        bias = self.param("bias", lambda key: jnp.zeros((self.out_channels,), jnp.float32))
+        x = ops.modulated_conv2d(
+            x, weight, styles, demodulate=False, form=self.modconv, precision=_precision(self.dtype)
+        )
+        return ops.bias_act(x.astype(jnp.float32), bias, clamp=self.conv_clamp)
+
+
+class SkipConv(nn.Module):
+    """Resnet skip path: 1x1 conv, no bias, 2x FIR up-sampling: `[H, W, C_in] -> [2H, 2W, C_out]`."""
+
+    in_channels: int
+    out_channels: int
+    conv_clamp: float | None = None
+    resample_filter: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, gain: float = 1.0):
+        weight = self.param("weight", _normal((self.out_channels, self.in_channels, 1, 1)))
+        w = weight * (1.0 / math.sqrt(self.in_channels))
+        x = ops.conv2d_resample(
+            x, w.astype(x.dtype), f=ops.setup_filter(self.resample_filter), up=2, precision=_precision(self.dtype)
+        )
+        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
+        return ops.bias_act(x, None, gain=gain, clamp=clamp)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (x, img) at res/2 -> (x, img) at res. b4 starts from a learned constant."""
+
+    config: GeneratorConfig
+    resolution: int
+    modconv: str = "grouped"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, img, ws, *, noise_mode: str = "const", noise_key=None):
+        """`x [res/2, res/2, C_in]` or None (b4), `img [res/2, res/2, img_channels]` or None,
+        `ws [num_conv + has_torgb, w_dim]` -> `(x [res, res, C], img or None)`."""
+        cfg, res = self.config, self.resolution
+        out_ch = cfg.channels(res)
+        in_ch = cfg.channels(res // 2) if res > 4 else 0
+        layer = dict(
+            w_dim=cfg.w_dim,
+            resolution=res,
+            conv_clamp=cfg.conv_clamp,
+            resample_filter=cfg.resample_filter,
+            modconv=self.modconv,
+            dtype=self.dtype,
+        )
+
+        def key(i):
+            return None if noise_key is None else jax.random.fold_in(jax.random.fold_in(noise_key, res), i)
+
+        noise = dict(noise_mode=noise_mode)
+        if res == 4:
+            const = self.param("const", _normal((out_ch, res, res)))
+            x = jnp.transpose(const, (1, 2, 0)).astype(self.dtype)
+            x = SynthesisLayer(out_ch, out_ch, name="conv1", **layer)(x, ws[0], noise_key=key(1), **noise)
+        else:
+            x = x.astype(self.dtype)
+            conv0 = SynthesisLayer(in_ch, out_ch, up=2, name="conv0", **layer)
+            conv1 = SynthesisLayer(out_ch, out_ch, name="conv1", **layer)
+            if cfg.architecture == "resnet":
+                skip = SkipConv(
+                    in_ch, out_ch, conv_clamp=cfg.conv_clamp, resample_filter=cfg.resample_filter,
+                    dtype=self.dtype, name="skip",
+                )
+                y = skip(x, gain=SQRT_HALF)
+                x = conv0(x, ws[0], noise_key=key(0), **noise)
+                x = conv1(x, ws[1], noise_key=key(1), gain=SQRT_HALF, **noise)
+                x = y + x
+            else:
+                x = conv0(x, ws[0], noise_key=key(0), **noise)
+                x = conv1(x, ws[1], noise_key=key(1), **noise)
+        if img is not None:
+            img = ops.upsample2d(img, ops.setup_filter(cfg.resample_filter))
+        if cfg.has_torgb(res):
+            torgb = ToRGB(
+                out_ch, cfg.img_channels, cfg.w_dim, conv_clamp=cfg.conv_clamp,
+                modconv=self.modconv, dtype=self.dtype, name="torgb",
+            )
+            y = torgb(x, ws[cfg.num_conv(res)])
+            img = y if img is None else img + y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """ws `[num_ws, w_dim]` -> image `[R, R, img_channels]`; can run in pieces (see `run_blocks`)."""
+
+    config: GeneratorConfig
+    modconv: str = "grouped"
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        for res in self.config.block_resolutions:
+            setattr(self, f"b{res}", SynthesisBlock(self.config, res, modconv=self.modconv, dtype=self.dtype))
+
+    def run_blocks(
+        self,
+        ws: jnp.ndarray,
+        x: jnp.ndarray | None = None,
+        img: jnp.ndarray | None = None,
+        *,
+        after_res: int = 0,
+        upto_res: int | None = None,
+        noise_mode: str = "const",
+        noise_key=None,
+    ):
+        """Run the blocks with `after_res < res <= upto_res` and return `(x, img)`.
+
+        `after_res=0` starts from the constant input (x and img must be None). To cut
+        synthesis at resolution r: `x, img = run_blocks(ws, upto_res=r)`, change x, then
+        `run_blocks(ws, x, img, after_res=r)`. Per-layer noise keys are derived from
+        `noise_key`, the block resolution and the layer, so a split run equals a whole one.
+        `img` is None between blocks of the 'orig' and 'resnet' architectures.
+        """
+        cfg = self.config
+        upto_res = cfg.img_resolution if upto_res is None else upto_res
+        offsets = cfg.w_offsets()
+        for res in cfg.block_resolutions:
+            if after_res < res <= upto_res:
+                n = cfg.num_conv(res) + int(cfg.has_torgb(res))
+                block_ws = ws[offsets[res] : offsets[res] + n]
+                x, img = getattr(self, f"b{res}")(x, img, block_ws, noise_mode=noise_mode, noise_key=noise_key)
+        return x, img
+
+    def __call__(self, ws, *, noise_mode: str = "const", noise_key=None) -> jnp.ndarray:
+        """`ws [num_ws, w_dim]` -> image `[R, R, img_channels]` float32, about [-1, 1]."""
+        _, img = self.run_blocks(ws, noise_mode=noise_mode, noise_key=noise_key)
+        return img
+
+
+class Generator(nn.Module):
+    """Mapping + synthesis. `dtype` is the synthesis compute dtype; params stay float32.
+
+    `modconv` picks the modulated-conv form ('grouped' or 'shared', see
+    `gvjax.ops.modulated_conv2d`); `modconv_for_batch` chooses by batch size.
+    """
+
+    config: GeneratorConfig
+    modconv: str = "grouped"
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        self.mapping = MappingNetwork(self.config)
+        self.synthesis = SynthesisNetwork(self.config, modconv=self.modconv, dtype=self.dtype)
+
+    def map(self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None):
+        """`z [z_dim]`, `c [c_dim]` -> `ws [num_ws, w_dim]`."""
+        return self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+
+    def synthesize(self, ws, *, noise_mode="const", noise_key=None):
+        """`ws [num_ws, w_dim]` -> image `[R, R, C]`."""
+        return self.synthesis(ws, noise_mode=noise_mode, noise_key=noise_key)
+
+    def run_blocks(self, ws, x=None, img=None, **kwargs):
+        """See `SynthesisNetwork.run_blocks`."""
+        return self.synthesis.run_blocks(ws, x, img, **kwargs)
+
+    def __call__(
+        self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const", noise_key=None
+    ):
+        """`z [z_dim]`, `c [c_dim]` -> image `[R, R, C]`."""
+        ws = self.map(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesize(ws, noise_mode=noise_mode, noise_key=noise_key)
+
+
+def init_variables(config: GeneratorConfig, key: jax.Array) -> dict:
+    """Randomly initialised variables `{'params': ..., 'buffers': ...}` (NVIDIA's init distributions)."""
+    gen = Generator(config)
+    z = jnp.zeros((config.z_dim,), jnp.float32)
+    c = jnp.zeros((config.c_dim,), jnp.float32) if config.c_dim else None
+    return jax.jit(lambda k: gen.init(k, z, c))(key)
+
+
+def variable_shapes(config: GeneratorConfig) -> dict:
+    """The tree of `jax.ShapeDtypeStruct` a generator of `config` has, without computing anything."""
+    return jax.eval_shape(lambda: init_variables(config, jax.random.key(0)))
+
+
+def modconv_for_batch(batch: int) -> str:
+    """The faster modulated-conv form for a batch of `batch` examples (see benchmarks/generator.py)."""
+    return "grouped" if batch == 1 else "shared"
+
+
+def count_params(tree) -> int:
+    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tree)))

@@ -1,0 +1,21 @@
+"""Pure array functions of StyleGAN2, shared by the generator, the warps and the render step."""
+
+from gvjax.ops.bias_act import ACTIVATION_GAINS, bias_act
+from gvjax.ops.conv import MODCONV_FORMS, conv2d, conv2d_resample, demodulation_coefficients, modulated_conv2d
+from gvjax.ops.fir import setup_filter, upfirdn2d, upsample2d
+from gvjax.ops.linear import fully_connected, normalize_2nd_moment
+
+__all__ = [
+    "ACTIVATION_GAINS",
+    "MODCONV_FORMS",
+    "bias_act",
+    "conv2d",
+    "conv2d_resample",
+    "demodulation_coefficients",
+    "fully_connected",
+    "modulated_conv2d",
+    "normalize_2nd_moment",
+    "setup_filter",
+    "upfirdn2d",
+    "upsample2d",
+]
