@@ -154,7 +154,7 @@ class SynthesisLayer(nn.Module):
             noise=noise,
             up=self.up,
             padding=k // 2,
-            f=ops.setup_filter(self.resample_filter),
+            f=ops.setup_filter(self.resample_filter, separable=True),
             form=self.modconv,
             precision=_precision(self.dtype),
         )
@@ -199,7 +199,7 @@ class SkipConv(nn.Module):
         weight = self.param("weight", _normal((self.out_channels, self.in_channels, 1, 1)))
         w = weight * (1.0 / math.sqrt(self.in_channels))
         x = ops.conv2d_resample(
-            x, w.astype(x.dtype), f=ops.setup_filter(self.resample_filter), up=2, precision=_precision(self.dtype)
+            x, w.astype(x.dtype), f=ops.setup_filter(self.resample_filter, separable=True), up=2, precision=_precision(self.dtype)
         )
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         return ops.bias_act(x, None, gain=gain, clamp=clamp)
@@ -254,7 +254,7 @@ class SynthesisBlock(nn.Module):
                 x = conv0(x, ws[0], noise_key=key(0), **noise)
                 x = conv1(x, ws[1], noise_key=key(1), **noise)
         if img is not None:
-            img = ops.upsample2d(img, ops.setup_filter(cfg.resample_filter))
+            img = ops.upsample2d(img, ops.setup_filter(cfg.resample_filter, separable=True))
         if cfg.has_torgb(res):
             torgb = ToRGB(
                 out_ch, cfg.img_channels, cfg.w_dim, conv_clamp=cfg.conv_clamp,

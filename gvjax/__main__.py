@@ -1,0 +1,3 @@
+from gvjax.cli import main
+
+main()

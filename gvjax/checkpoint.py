@@ -1,0 +1,179 @@
+"""The gvjax checkpoint format: one directory, a JSON config and orbax-written variables.
+
+    CKPT/
+      config.json     {"format": "gvjax", "version": 1, "generator": {...GeneratorConfig...},
+                       "networks": ["G_ema", ...], "provenance": {...}}
+      G_ema/          orbax checkpoint of {'params': ..., 'buffers': ...}
+      G/, D/          optional (training state from a converted pickle)
+
+Writes go to a temporary sibling that is renamed into place at the end, so a failure
+never leaves a half-written checkpoint. Loading checks every array's shape against the
+shapes the config implies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Any
+
+import jax
+import numpy as np
+
+from gvjax.config import GeneratorConfig
+from gvjax.errors import GvjaxError
+
+FORMAT = "gvjax"
+VERSION = 1
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: `networks['G_ema']` is `{'params': ..., 'buffers': ...}` of numpy arrays."""
+
+    config: GeneratorConfig
+    networks: dict[str, Any]
+    provenance: dict[str, Any]
+    extra: dict[str, Any]
+
+    @property
+    def variables(self) -> dict:
+        """Variables of the generator to render with (G_ema)."""
+        return self.networks["G_ema"]
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether `path` is a gvjax checkpoint directory."""
+    return (pathlib.Path(path) / CONFIG_FILE).is_file()
+
+
+def _checkpointer():
+    import orbax.checkpoint as ocp
+
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    return ocp.PyTreeCheckpointer()
+
+
+def _to_numpy(tree):
+    return jax.tree.map(lambda x: np.asarray(x), tree)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    config: GeneratorConfig,
+    networks: dict[str, Any],
+    *,
+    provenance: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    force: bool = False,
+) -> pathlib.Path:
+    """Write a checkpoint directory atomically.
+
+    Args:
+      path: destination directory; must not exist unless `force`.
+      config: the generator config.
+      networks: name -> variables, at least 'G_ema'; values are pytrees of arrays.
+      provenance: where the weights came from (source file, sha256, format, ...).
+      extra: other JSON-serialisable configs (e.g. a discriminator's init kwargs).
+      force: replace an existing `path`.
+    """
+    path = pathlib.Path(path).absolute()
+    if "G_ema" not in networks:
+        raise ValueError("a checkpoint needs at least the 'G_ema' network")
+    if path.exists() and not force:
+        raise GvjaxError(f"{path} already exists (use --force to overwrite)")
+    if not path.parent.is_dir():
+        raise GvjaxError(f"output directory {path.parent} does not exist")
+    try:
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
+    except OSError as e:
+        raise GvjaxError(f"cannot write to {path.parent}: {e.strerror}") from None
+    try:
+        checkpointer = _checkpointer()
+        for name, variables in networks.items():
+            checkpointer.save(tmp / name, _to_numpy(variables))
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "generator": config.to_dict(),
+            "networks": sorted(networks),
+            "provenance": provenance or {},
+            "extra": extra or {},
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(np.shape(v)) for path, v in flat}
+
+
+def check_shapes(expected: dict, actual: dict, what: str) -> None:
+    """Raise GvjaxError naming the first difference between two trees' array shapes."""
+    exp, act = _shapes(expected), _shapes(actual)
+    missing, unexpected = sorted(set(exp) - set(act)), sorted(set(act) - set(exp))
+    if missing:
+        raise GvjaxError(f"{what}: missing {missing[0]} (and {len(missing) - 1} more)" if len(missing) > 1 else f"{what}: missing {missing[0]}")
+    if unexpected:
+        raise GvjaxError(f"{what}: unexpected {unexpected[0]}")
+    for key in exp:
+        if exp[key] != act[key]:
+            raise GvjaxError(f"{what}: {key} has shape {act[key]}, the config implies {exp[key]}")
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed `config.json` of checkpoint `path`."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise GvjaxError(f"no such checkpoint: {path}")
+    try:
+        meta = json.loads((path / CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        raise GvjaxError(f"{path} is not a gvjax checkpoint (no {CONFIG_FILE})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GvjaxError(f"{path / CONFIG_FILE} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise GvjaxError(f"{path} is not a gvjax checkpoint (config.json has no format '{FORMAT}')")
+    if meta.get("version") != VERSION:
+        raise GvjaxError(f"{path}: checkpoint version {meta.get('version')} is not supported (expected {VERSION})")
+    return meta
+
+
+def load_checkpoint(path: str | os.PathLike, networks: tuple[str, ...] = ("G_ema",)) -> Checkpoint:
+    """Load a checkpoint; every generator network's shapes are checked against its config."""
+    from gvjax.model import variable_shapes
+
+    path = pathlib.Path(path).absolute()
+    meta = read_config(path)
+    config = GeneratorConfig.from_dict(meta["generator"])
+    expected = variable_shapes(config)
+    checkpointer = _checkpointer()
+    loaded = {}
+    for name in networks:
+        if name not in meta.get("networks", []):
+            raise GvjaxError(f"{path} has no {name} network (it has {', '.join(meta.get('networks', []))})")
+        try:
+            tree = checkpointer.restore(path / name)
+        except Exception as e:  # orbax raises many types for damaged data
+            raise GvjaxError(f"{path / name} cannot be read: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        tree = _to_numpy(tree)
+        if name in ("G_ema", "G"):
+            check_shapes(expected, tree, f"{path}: {name}")
+        loaded[name] = tree
+    return Checkpoint(config, loaded, meta.get("provenance", {}), meta.get("extra", {}))
