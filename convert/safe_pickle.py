@@ -1,0 +1,345 @@
+"""A restricted unpickler for PyTorch checkpoints and NVIDIA network pickles.
+
+Unpickling runs code: every global a pickle names is imported and may be called. `SafeUnpickler`
+resolves globals only through the explicit table `ALLOWED_GLOBALS`, which maps each permitted
+name to a replacement written here (plain Python / numpy; torch, dnnlib and torch_utils are never
+imported). Any other global raises `UnsafePickleError` naming it, before anything is called.
+
+What the replacements build:
+
+* torch tensors (``torch._utils._rebuild_tensor_v2`` & co.) -> contiguous ``numpy.ndarray`` copies;
+  parameters -> their data array. Storages come from the caller (`SafeUnpickler`'s
+  ``persistent_load`` / ``load_from_bytes`` hooks, see ``torch_io``).
+* torch storage classes / dtypes (``torch.FloatStorage``, ``torch.float32``) -> `TorchDtype` records.
+* ``torch.Size`` -> ``tuple``; ``collections.OrderedDict`` -> itself; ``dnnlib.util.EasyDict`` -> ``dict``.
+* ``torch_utils.persistence._reconstruct_persistent_obj`` -> `PersistentObject` (a data record; the
+  embedded ``module_src`` is dropped unread, never executed).
+* numpy scalars (``numpy.core.multiarray.scalar`` / ``numpy._core.multiarray.scalar`` with a
+  ``numpy.dtype``) -> numpy scalars of plain numeric dtypes only.
+
+Not allowed on purpose: ``numpy.ndarray`` / ``numpy.core.multiarray._reconstruct`` (torch
+checkpoints do not need them, and object arrays would unpickle arbitrary content), every
+``torch.nn`` class (a whole pickled module), TorchScript (``__torch__``) classes.
+
+bfloat16 storages decode to ``ml_dtypes.bfloat16`` arrays (numpy has no bfloat16; ml_dtypes is a
+dependency of jax); ``.astype(numpy.float32)`` is exact.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import pickle
+from typing import Any, Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from gvjax.errors import GvjaxError
+
+try:  # numpy has no bfloat16; ml_dtypes (a jax dependency) provides one.
+    import ml_dtypes
+
+    _BFLOAT16: np.dtype | None = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - jax always installs ml_dtypes
+    _BFLOAT16 = None
+
+
+class UnsafePickleError(GvjaxError):
+    """A pickle asked for a global (or persistent id) that is not on the allow-list."""
+
+
+class CorruptCheckpointError(GvjaxError):
+    """A checkpoint's content is malformed (bad tensor view, wrong argument types, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchDtype:
+    """A torch element type seen in a pickle (``torch.float16`` or ``torch.HalfStorage``).
+
+    name: torch's name ('float16', 'HalfStorage'); dtype: the numpy dtype of one element, or None
+    for bfloat16 when ml_dtypes is missing.
+    """
+
+    name: str
+    dtype: np.dtype | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PersistentObject:
+    """An object pickled by NVIDIA's ``torch_utils.persistence`` (a network module), as data.
+
+    class_name: e.g. 'SynthesisLayer'. module_name: '' (persistence metadata records only the
+    module's source text, which is discarded). state: the object's ``__dict__`` (for an
+    ``nn.Module``: ``_parameters``, ``_buffers``, ``_modules``, ``_init_kwargs``, attributes...).
+    """
+
+    class_name: str
+    module_name: str
+    state: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class StoragePlaceholder:
+    """Stands in for a storage whose bytes are not read yet (first pass of the legacy reader).
+
+    Tensors rebuilt from a placeholder are the placeholder itself.
+    """
+
+    dtype: np.dtype | None
+    numel: int
+
+
+# --- element types -------------------------------------------------------------------------------
+
+_NUMPY_OF_TORCH = {
+    "float32": np.dtype(np.float32),
+    "float16": np.dtype(np.float16),
+    "bfloat16": _BFLOAT16,
+    "float64": np.dtype(np.float64),
+    "int64": np.dtype(np.int64),
+    "int32": np.dtype(np.int32),
+    "int16": np.dtype(np.int16),
+    "int8": np.dtype(np.int8),
+    "uint8": np.dtype(np.uint8),
+    "bool": np.dtype(np.bool_),
+}
+_TORCH_DTYPE_ALIASES = {
+    "float": "float32",
+    "half": "float16",
+    "double": "float64",
+    "long": "int64",
+    "int": "int32",
+    "short": "int16",
+}
+_STORAGE_CLASSES = {
+    "FloatStorage": "float32",
+    "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16",
+    "DoubleStorage": "float64",
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
+    "UntypedStorage": "uint8",  # raw bytes
+}
+
+
+def storage_dtype(kind: TorchDtype) -> np.dtype:
+    """numpy dtype of one element of a storage type / torch dtype record."""
+    if not isinstance(kind, TorchDtype):
+        raise CorruptCheckpointError(f"expected a torch storage type, got {type(kind).__name__}")
+    if kind.dtype is None:
+        raise CorruptCheckpointError(f"torch.{kind.name} needs the ml_dtypes package (bfloat16)")
+    return kind.dtype
+
+
+# --- tensors ------------------------------------------------------------------------------------
+
+
+def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    """A tuple of non-negative python ints, or CorruptCheckpointError."""
+    if not isinstance(value, (tuple, list)) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        raise CorruptCheckpointError(f"bad tensor {what}: {value!r:.80}")
+    return tuple(value)
+
+
+def tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any) -> np.ndarray | StoragePlaceholder:
+    """Copy the strided view (offset, size, stride in elements) of a 1-D storage array.
+
+    storage: 1-D contiguous ndarray. Returns a C-contiguous array of shape `size`. The view is
+    bounds-checked against the storage before ``as_strided`` touches memory.
+    """
+    if isinstance(storage, StoragePlaceholder):
+        return storage
+    if not isinstance(storage, np.ndarray) or storage.ndim != 1 or not storage.flags.c_contiguous:
+        raise CorruptCheckpointError(f"tensor storage is not a storage: {type(storage).__name__}")
+    size = _int_tuple(size, "size")
+    stride = _int_tuple(stride, "stride")
+    (offset,) = _int_tuple((offset,), "offset")
+    if len(size) != len(stride):
+        raise CorruptCheckpointError(f"tensor size {size} and stride {stride} differ in length")
+    if math.prod(size) == 0:
+        return np.empty(size, storage.dtype)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= storage.size:
+        raise CorruptCheckpointError(
+            f"tensor view (offset {offset}, size {size}, stride {stride}) exceeds its storage "
+            f"of {storage.size} elements"
+        )
+    item = storage.itemsize
+    view = as_strided(storage[offset:], size, tuple(s * item for s in stride), writeable=False)
+    return np.array(view, copy=True, order="C")
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    """Replacement for torch._utils._rebuild_tensor."""
+    return tensor_from_storage(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, *metadata):
+    """Replacement for torch._utils._rebuild_tensor_v2 (grad flag, hooks, metadata ignored)."""
+    return tensor_from_storage(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
+    """Replacement for torch._utils._rebuild_parameter: a parameter is its data array."""
+    return data
+
+
+def _rebuild_parameter_with_state(data, requires_grad=False, backward_hooks=None, state=None):
+    """Replacement for torch._utils._rebuild_parameter_with_state (extra state dropped)."""
+    return data
+
+
+def _torch_size(dims=()):
+    """Replacement for torch.Size: a tuple of ints."""
+    return _int_tuple(tuple(dims), "Size")
+
+
+# --- numpy scalars ------------------------------------------------------------------------------
+
+
+class NumpyDtypeSpec:
+    """What a pickled ``numpy.dtype`` becomes: a plain numeric dtype, set up by our own code.
+
+    Pickles build dtypes as ``numpy.dtype('f8', False, True)`` followed by a BUILD with a state
+    tuple; `__setstate__` here accepts only the byte-order field of that tuple, so numpy's own
+    ``dtype.__setstate__`` never sees pickle data. ``.dtype`` is the resulting numpy dtype.
+    """
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, spec: Any, align: Any = False, copy: Any = False):
+        if not isinstance(spec, str):
+            raise UnsafePickleError(f"refused numpy.dtype({spec!r:.40}): only plain numeric dtypes are allowed")
+        try:
+            dtype = np.dtype(spec)
+        except TypeError:
+            raise UnsafePickleError(f"refused numpy.dtype({spec!r:.40}): not a numpy dtype") from None
+        if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+            raise UnsafePickleError(f"refused numpy.dtype({spec!r:.40}): only plain numeric dtypes are allowed")
+        self.dtype = dtype
+
+    def __setstate__(self, state: Any) -> None:
+        ok = isinstance(state, tuple) and len(state) >= 5 and state[1] in ("<", ">", "|", "=")
+        if not ok or any(part is not None for part in state[2:5]):
+            raise UnsafePickleError(f"refused numpy dtype state {state!r:.80}: only plain numeric dtypes are allowed")
+        if state[1] in "<>":
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+    def __repr__(self) -> str:
+        return f"NumpyDtypeSpec({self.dtype.str!r})"
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> np.generic:
+    """Replacement for numpy.core.multiarray.scalar: decode one numeric value from its bytes."""
+    if not isinstance(dtype, NumpyDtypeSpec) or not isinstance(data, bytes):
+        raise UnsafePickleError("refused numpy scalar: only plain numeric scalars are allowed")
+    if len(data) != dtype.dtype.itemsize:
+        raise CorruptCheckpointError(f"numpy scalar of {dtype.dtype} has {len(data)} bytes")
+    native = dtype.dtype.newbyteorder("=")
+    return np.frombuffer(data, dtype.dtype).astype(native)[0]
+
+
+# --- NVIDIA persistence -------------------------------------------------------------------------
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
+    """Replacement for torch_utils.persistence._reconstruct_persistent_obj; never runs module_src."""
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
+        raise CorruptCheckpointError("malformed NVIDIA persistent object (expected type 'class' with a class_name)")
+    state = meta.get("state")
+    if state is None:
+        state = {}
+    if not isinstance(state, dict):
+        raise CorruptCheckpointError(f"persistent object {meta['class_name']} has a non-dict state")
+    return PersistentObject(class_name=meta["class_name"], module_name="", state=state)
+
+
+# --- the allow-list -----------------------------------------------------------------------------
+
+#: Marker in the table for globals whose replacement the caller supplies (see SafeUnpickler).
+LOAD_FROM_BYTES = "torch.storage._load_from_bytes"
+
+
+def _build_allowed() -> dict[tuple[str, str], Any]:
+    """(module, name) -> replacement object; the only globals a pickle may name."""
+    table: dict[tuple[str, str], Any] = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
+        ("torch.storage", "_load_from_bytes"): LOAD_FROM_BYTES,
+        ("torch", "Size"): _torch_size,
+        ("numpy", "dtype"): NumpyDtypeSpec,
+        ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+        ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+        ("dnnlib.util", "EasyDict"): dict,
+        ("dnnlib", "EasyDict"): dict,
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    }
+    for cls, dtype_name in _STORAGE_CLASSES.items():
+        table[("torch", cls)] = TorchDtype(cls, _NUMPY_OF_TORCH[dtype_name])
+    for name, np_dtype in _NUMPY_OF_TORCH.items():
+        table[("torch", name)] = TorchDtype(name, np_dtype)
+    for alias, name in _TORCH_DTYPE_ALIASES.items():
+        table[("torch", alias)] = TorchDtype(name, _NUMPY_OF_TORCH[name])
+    return table
+
+
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = _build_allowed()
+
+
+def refusal_message(module: str, name: str) -> str:
+    """The one-line reason a global is refused."""
+    full = f"{module}.{name}"
+    if module == "torch.nn" or module.startswith("torch.nn."):
+        return (
+            f"refused to load '{full}': the checkpoint pickles a whole torch.nn module; "
+            "only tensors and state dicts can be read (save model.state_dict() instead)"
+        )
+    if module == "__torch__" or module.startswith("__torch__."):
+        return f"refused to load '{full}': TorchScript archives are not supported"
+    return f"refused to load '{full}': not an allowed global in a checkpoint"
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """pickle.Unpickler that resolves globals only through `ALLOWED_GLOBALS`.
+
+    persistent_load(pid) -> storage: resolves persistent ids (torch storages); None refuses all.
+    load_from_bytes(b: bytes) -> storage: decodes ``torch.storage._load_from_bytes`` blobs;
+    None refuses that global.
+    """
+
+    def __init__(
+        self,
+        file,
+        *,
+        persistent_load: Callable[[Any], Any] | None = None,
+        load_from_bytes: Callable[[bytes], Any] | None = None,
+    ):
+        super().__init__(file)
+        self._resolve_pid = persistent_load
+        self._load_from_bytes = load_from_bytes
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Return the replacement for an allowed global, else raise UnsafePickleError."""
+        replacement = ALLOWED_GLOBALS.get((module, name))
+        if replacement is LOAD_FROM_BYTES:
+            replacement = self._load_from_bytes
+        if replacement is None:
+            raise UnsafePickleError(refusal_message(module, name))
+        return replacement
+
+    def persistent_load(self, pid: Any) -> Any:
+        """Resolve a persistent id through the caller's hook; refuse when there is none."""
+        if self._resolve_pid is None:
+            raise UnsafePickleError(f"refused persistent id {pid!r:.60}: not expected in this pickle")
+        return self._resolve_pid(pid)
