@@ -11,7 +11,8 @@ What the replacements build:
   parameters -> their data array. Storages come from the caller (`SafeUnpickler`'s
   ``persistent_load`` / ``load_from_bytes`` hooks, see ``torch_io``).
 * torch storage classes / dtypes (``torch.FloatStorage``, ``torch.float32``) -> `TorchDtype` records.
-* ``torch.Size`` -> ``tuple``; ``collections.OrderedDict`` -> itself; ``dnnlib.util.EasyDict`` -> ``dict``.
+* ``torch.Size`` -> ``tuple``; ``collections.OrderedDict`` -> itself; ``dnnlib.util.EasyDict`` -> ``dict``;
+  ``_codecs.encode(str, 'latin1')`` (how protocol 2 pickles ``bytes``) -> ``bytes``.
 * ``torch_utils.persistence._reconstruct_persistent_obj`` -> `PersistentObject` (a data record; the
   embedded ``module_src`` is dropped unread, never executed).
 * numpy scalars (``numpy.core.multiarray.scalar`` / ``numpy._core.multiarray.scalar`` with a
@@ -247,6 +248,16 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> np.generic:
     return np.frombuffer(data, dtype.dtype).astype(native)[0]
 
 
+def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    """Replacement for _codecs.encode, which protocol-2 pickles (torch.save) use for bytes.
+
+    Only the form pickle writes, ``encode(str, 'latin1')``, is accepted.
+    """
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"refused _codecs.encode(..., {encoding!r:.20}): only latin1 byte strings are allowed")
+    return text.encode("latin1")
+
+
 # --- NVIDIA persistence -------------------------------------------------------------------------
 
 
@@ -272,6 +283,7 @@ def _build_allowed() -> dict[tuple[str, str], Any]:
     """(module, name) -> replacement object; the only globals a pickle may name."""
     table: dict[tuple[str, str], Any] = {
         ("collections", "OrderedDict"): collections.OrderedDict,
+        ("_codecs", "encode"): _codecs_encode,
         ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,

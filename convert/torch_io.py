@@ -117,7 +117,8 @@ def module_attributes(obj: PersistentObject) -> dict[str, dict]:
     """{submodule path ('' for the root): plain attributes} of an NVIDIA persistent module.
 
     Each entry holds the module's non-underscore attributes whose values are plain data (None,
-    bool, int, float, str, numpy scalars -> python, and lists/tuples/dicts of those), plus
+    bool, int, float, str, numpy scalars -> python, lists/tuples of those, dicts keeping their
+    plain entries), plus
     ``class_name``, ``init_args`` (list) and ``init_kwargs`` (dict; EasyDict is already dict).
     """
     out: dict[str, dict] = {}
@@ -180,11 +181,9 @@ def _plain(value: Any) -> Any:
         if any(v is _NOT_PLAIN for v in items):
             return _NOT_PLAIN
         return type(value)(items) if isinstance(value, tuple) else items
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # keeps the plain entries (init_kwargs stay usable)
         items = {k: _plain(v) for k, v in value.items()}
-        if any(v is _NOT_PLAIN for v in items.values()):
-            return _NOT_PLAIN
-        return items
+        return {k: v for k, v in items.items() if v is not _NOT_PLAIN}
     return _NOT_PLAIN
 
 
@@ -203,7 +202,7 @@ def _unpickle(f: io.BytesIO, **hooks: Callable) -> Any:
         if "truncated" in str(exc):
             raise TruncatedCheckpointError("checkpoint is truncated (pickle data ends early)") from None
         raise CorruptCheckpointError(f"corrupt pickle data: {_one_line(exc)}") from None
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError, struct.error) as exc:
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, struct.error) as exc:
         raise CorruptCheckpointError(f"corrupt pickle data: {type(exc).__name__}: {_one_line(exc)}") from None
 
 

@@ -230,6 +230,21 @@ def test_module_state_dict_without_torch2_private_fields():
     assert list(module_state_dict(root)) == ["p", "b", "fc.weight"]
 
 
+def test_module_attributes_keep_only_plain_data():
+    state = {
+        "_parameters": {}, "_buffers": {}, "_modules": {},
+        "gain": np.float32(0.5), "flag": np.bool_(True), "table": {4: 32, 8: np.int64(16)},
+        "kernel": _array(2), "mixed": [1, _array(1)], "_private": 1,
+        "_init_args": (3,), "_init_kwargs": {"channels": 8, "filter": _array(4)},
+    }
+    attrs = module_attributes(PersistentObject("Layer", "", state))[""]
+    assert attrs == {
+        "gain": 0.5, "flag": True, "table": {4: 32, 8: 16},
+        "class_name": "Layer", "init_args": [3], "init_kwargs": {"channels": 8},
+    }
+    assert type(attrs["gain"]) is float and type(attrs["table"][8]) is int
+
+
 def test_module_state_dict_skips_non_persistent_buffers():
     root = PersistentObject("Net", "", {
         "_parameters": {}, "_buffers": {"keep": _array(1), "tmp": _array(1)},
