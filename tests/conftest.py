@@ -35,3 +35,33 @@ def load_state(name: str, prefix: str) -> dict[str, np.ndarray]:
 @pytest.fixture(params=NVIDIA_FIXTURES)
 def nvidia_fixture(request):
     return request.param
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """Run the real `gvjax` entry point in a subprocess; returns CompletedProcess (text)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "gvjax", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def nvidia_checkpoint(tmp_path_factory):
+    """Factory: fixture name -> path of a gvjax checkpoint holding its G_ema (built from the state npz)."""
+    from gvjax.checkpoint import save_checkpoint
+    from gvjax.convert.nvidia import config_from_init_kwargs, variables_from_state_dict
+
+    root = tmp_path_factory.mktemp("ckpt")
+    made = {}
+
+    def make(name):
+        if name not in made:
+            meta, _ = load_expected(name)
+            config = config_from_init_kwargs(meta["G_init_kwargs"])
+            variables = variables_from_state_dict(load_state(name, "G_ema."), config)
+            made[name] = save_checkpoint(root / name, config, {"G_ema": variables}, provenance={"fixture": name})
+        return made[name]
+
+    return make

@@ -1,0 +1,126 @@
+"""Pure ops against independent formulations and mathematical properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gvjax import ops
+
+
+def reference_upfirdn2d(x, f, up, down, pad, gain):
+    """Direct definition in numpy: zero-insert, pad, true 2-D convolution with f * gain, subsample."""
+    px0, px1, py0, py1 = pad
+    h, w, c = x.shape
+    z = np.zeros((h * up, w * up, c))
+    z[::up, ::up] = x
+    z = np.pad(z, ((max(py0, 0), max(py1, 0)), (max(px0, 0), max(px1, 0)), (0, 0)))
+    z = z[max(-py0, 0) : z.shape[0] - max(-py1, 0), max(-px0, 0) : z.shape[1] - max(-px1, 0)]
+    fh, fw = f.shape
+    out = np.zeros((z.shape[0] - fh + 1, z.shape[1] - fw + 1, c))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            # convolution: flip the filter
+            out[i, j] = np.einsum("abc,ab->c", z[i : i + fh, j : j + fw], f[::-1, ::-1] * gain)
+    return out[::down, ::down]
+
+
+@pytest.mark.parametrize(
+    "up,down,pad,gain",
+    [(1, 1, (1, 2, 1, 2), 1.0), (2, 1, (2, 1, 2, 1), 4.0), (1, 2, (1, 1, 1, 1), 1.0), (2, 1, (-1, 0, 1, -1), 4.0)],
+)
+def test_upfirdn2d_matches_direct_definition(up, down, pad, gain):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 5, 3)).astype(np.float32)
+    f = rng.standard_normal((4, 3)).astype(np.float32)  # asymmetric: catches a missing flip
+    ours = ops.upfirdn2d(jnp.asarray(x), f, up=up, down=down, padding=pad, gain=gain)
+    np.testing.assert_allclose(np.asarray(ours), reference_upfirdn2d(x, f, up, down, pad, gain), atol=1e-5)
+
+
+def test_separable_filter_equals_its_outer_product():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((8, 8, 2)).astype(np.float32))
+    f1, f2 = ops.setup_filter([1, 3, 3, 1], separable=True), ops.setup_filter([1, 3, 3, 1])
+    np.testing.assert_allclose(f2, np.outer(f1, f1), atol=1e-7)
+    assert abs(f2.sum() - 1) < 1e-6 and f2[0, 0] == pytest.approx(1 / 64)
+    a = ops.upfirdn2d(x, f1, up=2, padding=(2, 1, 2, 1), gain=4)
+    b = ops.upfirdn2d(x, f2, up=2, padding=(2, 1, 2, 1), gain=4)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_upsample2d_preserves_a_constant_image():
+    x = jnp.full((5, 5, 1), 0.75, jnp.float32)
+    y = ops.upsample2d(x, ops.setup_filter([1, 3, 3, 1]))
+    assert y.shape == (10, 10, 1)
+    np.testing.assert_allclose(np.asarray(y)[2:-2, 2:-2], 0.75, atol=1e-6)  # away from the zero border
+
+
+def test_upsampling_conv_equals_zero_insertion_then_conv():
+    """NVIDIA's fast path (transposed conv + FIR) against its generic path (FIR up, flipped-kernel conv)."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((5, 5, 4)).astype(np.float32))
+    w = jnp.asarray(rng.standard_normal((3, 4, 3, 3)).astype(np.float32))
+    f = ops.setup_filter([1, 3, 3, 1])
+    fast = ops.conv2d_resample(x, w, f=f, up=2, padding=1)
+    # generic: pad = [p + (fw+up-1)//2, p + (fw-up)//2] with p = 1, then conv with the flipped kernel
+    up = ops.upfirdn2d(x, f, up=2, padding=(3, 2, 3, 2), gain=4)
+    generic = ops.conv2d(up, w[:, :, ::-1, ::-1])
+    assert fast.shape == (10, 10, 3)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(generic), atol=1e-5)
+
+
+def test_bias_act_hand_computed():
+    x = jnp.asarray([[-2.0, 0.5], [1.0, -0.25]])
+    b = jnp.asarray([1.0, -1.0])
+    np.testing.assert_allclose(
+        np.asarray(ops.bias_act(x, b, act="lrelu")),
+        np.sqrt(2) * np.array([[-0.2, -0.1], [2.0, -0.25]]),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(np.asarray(ops.bias_act(x * 100, act="lrelu", clamp=5.0)).max(), 5.0)
+
+
+@pytest.mark.parametrize("up", [1, 2])
+def test_modconv_forms_agree_and_demodulation_normalises(up):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((6, 6, 5)).astype(np.float32))
+    weight = jnp.asarray(rng.standard_normal((4, 5, 3, 3)).astype(np.float32))
+    styles = jnp.asarray(rng.uniform(0.5, 2, 5).astype(np.float32))
+    noise = jnp.asarray(rng.standard_normal((6 * up, 6 * up)).astype(np.float32))
+    f = ops.setup_filter([1, 3, 3, 1], separable=True)
+    kw = dict(noise=noise, up=up, padding=1, f=f)
+    grouped = ops.modulated_conv2d(x, weight, styles, form="grouped", **kw)
+    shared = ops.modulated_conv2d(x, weight, styles, form="shared", **kw)
+    np.testing.assert_allclose(np.asarray(grouped), np.asarray(shared), atol=1e-5)
+    # Demodulation: scaling all styles leaves the output unchanged.
+    scaled = ops.modulated_conv2d(x, weight, styles * 3.0, form="grouped", **kw)
+    np.testing.assert_allclose(np.asarray(scaled), np.asarray(grouped), atol=1e-5)
+    # The modulated, demodulated kernel has unit norm per output channel.
+    w = weight * styles[None, :, None, None]
+    d = ops.demodulation_coefficients(weight, styles)
+    np.testing.assert_allclose(np.asarray(jnp.sqrt(jnp.sum((w * d[:, None, None, None]) ** 2, axis=(1, 2, 3)))), 1, atol=1e-5)
+
+
+def test_modconv_forms_batch_into_grouped_and_dense_convolutions():
+    """Under vmap, 'grouped' lowers to a grouped conv and 'shared' to one dense conv."""
+    x = jnp.ones((4, 8, 8, 16))
+    weight = jnp.ones((16, 16, 3, 3))
+    styles = jnp.ones((4, 16))
+
+    def hlo(form):
+        fn = jax.vmap(lambda x, s: ops.modulated_conv2d(x, weight, s, padding=1, form=form))
+        return jax.jit(fn).lower(x, styles).as_text()
+
+    assert "feature_group_count = 4" in hlo("grouped")
+    assert "feature_group_count = 1 " in hlo("shared") and "feature_group_count = 4" not in hlo("shared")
+
+
+def test_fully_connected_equalized_lr():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(8).astype(np.float32)
+    w = rng.standard_normal((3, 8)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    y = ops.fully_connected(jnp.asarray(x), jnp.asarray(w), jnp.asarray(b), weight_gain=0.01 / np.sqrt(8), bias_gain=0.01)
+    np.testing.assert_allclose(np.asarray(y), (w * 0.01 / np.sqrt(8)) @ x + 0.01 * b, rtol=1e-5)
+    z = ops.normalize_2nd_moment(jnp.asarray(x))
+    assert float(jnp.mean(z**2)) == pytest.approx(1.0, abs=1e-5)
