@@ -1,0 +1,287 @@
+"""Time NVIDIA's PyTorch StyleGAN2 generator beside ours, in the same benchmark invocation.
+
+This module contains no NVIDIA code. It imports ``training.networks`` from a checkout of
+NVlabs/stylegan2-ada-pytorch that the caller points to (``repo``), builds ``Generator(**init_kwargs)``
+there, fills it from plain numpy arrays and times it on the CPU. Only torch and numpy are needed here;
+nothing of gvjax is imported, so the baseline cannot be affected by our own code.
+
+On the CPU, NVIDIA's custom CUDA ops (``bias_act``, ``upfirdn2d``) never try to build their plugins:
+they only do that for CUDA tensors and otherwise run their reference (pure torch) code, and
+``conv2d_gradfix`` is inactive outside CUDA. With torch 2.13 (CPU build) no patching was needed.
+
+Command line (prints one JSON line)::
+
+    python benchmarks/nvidia_baseline.py --repo /work/nvref \\
+        --fixture /work/shared/fixtures/stylegan2/ada_micro_skip --batch 4
+
+``--fixture PREFIX`` reads ``PREFIX_state.npz`` (keys ``G_ema.<name>``) and the init kwargs from the
+``meta`` JSON of ``PREFIX_expected.npz``. Instead, ``--init-kwargs JSON`` (a JSON string or a path to
+a JSON file) builds a generator with its own seeded random init (no weights needed), e.g. a 256x256
+config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import sys
+import time
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+
+__all__ = [
+    "load_nvidia_generator",
+    "nvidia_state_dict_shapes",
+    "time_nvidia_generator",
+    "load_fixture",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Importing NVIDIA's code from a checkout
+
+
+def _import_networks(repo: str):
+    """Put ``repo`` first on sys.path and import its ``training.networks``.
+
+    NVIDIA's repositories use generic top-level package names (``training``, ``torch_utils``,
+    ``dnnlib``); if one of them was already imported from somewhere else (e.g. a stylegan3 checkout),
+    silently using it would time the wrong code, so that is an error.
+    """
+    repo = os.path.abspath(os.path.expanduser(repo))
+    if not os.path.isfile(os.path.join(repo, "training", "networks.py")):
+        raise FileNotFoundError(
+            f"{repo!r} does not look like a stylegan2-ada-pytorch checkout "
+            "(training/networks.py is missing)"
+        )
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    for pkg in ("training", "torch_utils", "dnnlib"):
+        mod = sys.modules.get(pkg)
+        if mod is None:
+            continue
+        paths = [os.path.abspath(p) for p in getattr(mod, "__path__", [])]
+        if paths and not any(p.startswith(repo + os.sep) or p == repo for p in paths):
+            raise ImportError(
+                f"module {pkg!r} is already imported from {paths}, not from {repo!r}; "
+                "run the NVIDIA baseline in a fresh process"
+            )
+    networks = importlib.import_module("training.networks")
+    if not os.path.abspath(networks.__file__).startswith(repo + os.sep):
+        raise ImportError(f"training.networks was imported from {networks.__file__}, not {repo!r}")
+    return networks
+
+
+def _plain(obj: Any) -> Any:
+    """Deep-copy nested dicts (e.g. from JSON or EasyDict) into plain dicts."""
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _construct(repo: str, init_kwargs: Mapping[str, Any]) -> torch.nn.Module:
+    networks = _import_networks(repo)
+    return networks.Generator(**_plain(init_kwargs))
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+
+
+def load_nvidia_generator(
+    repo: str, init_kwargs: dict, state: Mapping[str, np.ndarray]
+) -> torch.nn.Module:
+    """Build NVIDIA's ``training.networks.Generator(**init_kwargs)`` from ``repo`` and load ``state``.
+
+    ``state`` maps NVIDIA's ``state_dict`` names (``synthesis.b4.const``, ``mapping.w_avg``, ...) to
+    numpy arrays; every parameter and persistent buffer must be present and no extra name is
+    accepted (``strict=True``). Arrays are cast to the dtype of the module's own tensors. Returns the
+    generator on the CPU, in eval mode, with ``requires_grad_(False)``.
+    """
+    G = _construct(repo, init_kwargs)
+    own = G.state_dict()
+    tensors = {}
+    for name, arr in state.items():
+        arr = np.asarray(arr)
+        if name in own:
+            ref = own[name]
+            if tuple(arr.shape) != tuple(ref.shape):
+                raise ValueError(
+                    f"{name}: shape {tuple(arr.shape)} does not match the generator's {tuple(ref.shape)}"
+                )
+            tensors[name] = torch.from_numpy(np.ascontiguousarray(arr)).to(ref.dtype)
+        else:
+            tensors[name] = torch.from_numpy(np.ascontiguousarray(arr))  # reported by strict load
+    G.load_state_dict(tensors, strict=True)
+    return G.eval().requires_grad_(False)
+
+
+def nvidia_state_dict_shapes(repo: str, init_kwargs: dict) -> dict[str, tuple]:
+    """Names and shapes of ``Generator(**init_kwargs).state_dict()``, in state_dict order."""
+    G = _construct(repo, init_kwargs)
+    return {name: tuple(int(s) for s in t.shape) for name, t in G.state_dict().items()}
+
+
+@contextlib.contextmanager
+def _num_threads(threads: int | None) -> Iterator[int]:
+    old = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(int(threads))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if threads is not None:
+            torch.set_num_threads(old)
+
+
+def time_nvidia_generator(
+    G: torch.nn.Module,
+    batch: int,
+    *,
+    seconds: float = 5.0,
+    threads: int | None = None,
+    noise_mode: str = "const",
+    seed: int = 0,
+    fused_modconv: bool | None = None,
+) -> dict:
+    """Throughput of ``G(z, c, truncation_psi=1, noise_mode=..., force_fp32=True)`` on the CPU.
+
+    z is ``randn([batch, z_dim])`` from a ``torch.Generator`` seeded with ``seed`` (the same z every
+    call); for a conditional G, c holds one-hot labels of seeded random classes. Two warm-up calls are
+    not timed; then G is called until ``seconds`` have elapsed (at least once). ``threads`` sets
+    ``torch.set_num_threads`` for the measurement only (restored afterwards).
+
+    ``fused_modconv=None`` keeps NVIDIA's own choice (at inference with ``force_fp32=True`` that is the
+    fused path: one grouped convolution over the whole batch); ``True`` / ``False`` force one path
+    (same math; the non-fused path scales activations instead of weights and can be faster on a CPU
+    for batch > 1).
+
+    Returns ``{'images_per_s', 'batch', 'seconds_per_batch', 'iterations', 'threads', 'noise_mode',
+    'device', 'fused_modconv'}``.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if noise_mode not in ("const", "random", "none"):
+        raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
+    G = G.cpu().eval()
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn([batch, G.z_dim], generator=gen, dtype=torch.float32)
+    c = torch.zeros([batch, G.c_dim], dtype=torch.float32)
+    if G.c_dim > 0:
+        cls = torch.randint(0, G.c_dim, [batch], generator=gen)
+        c[torch.arange(batch), cls] = 1
+
+    extra = {} if fused_modconv is None else {"fused_modconv": bool(fused_modconv)}
+
+    def call() -> torch.Tensor:
+        return G(z, c, truncation_psi=1, noise_mode=noise_mode, force_fp32=True, **extra)
+
+    with _num_threads(threads) as n_threads, torch.no_grad():
+        for _ in range(2):  # warm-up, not timed
+            img = call()
+        expected = (batch, G.img_channels, G.img_resolution, G.img_resolution)
+        if tuple(img.shape) != expected:
+            raise RuntimeError(f"unexpected output shape {tuple(img.shape)}, wanted {expected}")
+        iterations = 0
+        t0 = time.perf_counter()
+        while True:
+            call()
+            iterations += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds:
+                break
+    return {
+        "images_per_s": batch * iterations / elapsed,
+        "batch": batch,
+        "seconds_per_batch": elapsed / iterations,
+        "iterations": iterations,
+        "threads": n_threads,
+        "noise_mode": noise_mode,
+        "device": "cpu",
+        "fused_modconv": "auto" if fused_modconv is None else bool(fused_modconv),
+    }
+
+
+def load_fixture(prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """Init kwargs and ``G_ema`` state of a fixture: ``PREFIX_expected.npz`` meta, ``PREFIX_state.npz``.
+
+    ``prefix`` may also be the path of the ``_state.npz`` file itself.
+    """
+    if prefix.endswith("_state.npz"):
+        prefix = prefix[: -len("_state.npz")]
+    with np.load(prefix + "_expected.npz", allow_pickle=False) as ex:
+        meta = json.loads(str(ex["meta"]))
+    init_kwargs = meta["G_init_kwargs"]
+    with np.load(prefix + "_state.npz", allow_pickle=False) as st:
+        state = {k[len("G_ema."):]: st[k] for k in st.files if k.startswith("G_ema.")}
+    if not state:
+        raise ValueError(f"{prefix}_state.npz has no 'G_ema.*' arrays")
+    return init_kwargs, state
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+
+
+def _read_json_arg(text: str) -> dict:
+    if os.path.isfile(text):
+        with open(text) as f:
+            return json.load(f)
+    return json.loads(text)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repo", required=True, help="stylegan2-ada-pytorch checkout")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fixture", help="fixture prefix (PREFIX_state.npz + PREFIX_expected.npz)")
+    src.add_argument(
+        "--init-kwargs",
+        help="Generator init kwargs as JSON (or a JSON file); weights from its own seeded random init",
+    )
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
+    p.add_argument("--seed", type=int, default=0, help="seed for z (and for a random init)")
+    p.add_argument(
+        "--fused-modconv", default="auto", choices=["auto", "true", "false"],
+        help="modulated-conv path (auto: NVIDIA's default choice)",
+    )
+    args = p.parse_args(argv)
+
+    if args.fixture:
+        init_kwargs, state = load_fixture(args.fixture)
+        source = os.path.basename(args.fixture).removesuffix("_state.npz")
+    else:
+        init_kwargs = _read_json_arg(args.init_kwargs)
+        torch.manual_seed(args.seed)
+        state = {k: v.numpy() for k, v in _construct(args.repo, init_kwargs).state_dict().items()}
+        source = "random_init"
+    G = load_nvidia_generator(args.repo, init_kwargs, state)
+    result = time_nvidia_generator(
+        G, args.batch, seconds=args.seconds, threads=args.threads, noise_mode=args.noise_mode,
+        seed=args.seed, fused_modconv={"auto": None, "true": True, "false": False}[args.fused_modconv],
+    )
+    result.update(
+        impl="nvidia_stylegan2_ada_pytorch",
+        weights=source,
+        img_resolution=int(G.img_resolution),
+        params=int(sum(t.numel() for t in G.parameters())),
+        torch=torch.__version__,
+    )
+    print(json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
