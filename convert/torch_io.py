@@ -56,7 +56,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 class CheckpointNotFoundError(GvjaxError):
-    """The checkpoint path does not exist or is not a file."""
+    """The checkpoint path does not exist, is not a file, or cannot be read."""
 
 
 class TruncatedCheckpointError(CorruptCheckpointError):
@@ -80,13 +80,15 @@ def load_torch_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(4)
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
         if head.startswith(_ZIP_MAGIC):
             return _load_zip(path)
         if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
             return _load_pickle_stream(io.BytesIO(path.read_bytes()))
+    except OSError as exc:
+        raise CheckpointNotFoundError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     except GvjaxError as exc:
         raise type(exc)(f"{path.name}: {exc}") from None
     except RecursionError:
