@@ -81,9 +81,43 @@ def conv2d_resample(
     p0 -= k - 1
     p1 -= k - up
     pt = max(min(-p0, -p1), 0)
-    y = conv2d(x, w[:, :, ::-1, ::-1], padding=k - 1 - pt, lhs_dilation=up, precision=precision)
     q0, q1 = p0 + pt, p1 + pt
+    if pt == 0:
+        y, extra = transposed_conv2d_polyphase(x, w, up, precision=precision)
+        return upfirdn2d(y, f, padding=(q0, q1 - extra, q0, q1 - extra), gain=up * up)
+    y = conv2d(x, w[:, :, ::-1, ::-1], padding=k - 1 - pt, lhs_dilation=up, precision=precision)
     return upfirdn2d(y, f, padding=(q0, q1, q0, q1), gain=up * up)
+
+
+def transposed_conv2d_polyphase(x: jnp.ndarray, w: jnp.ndarray, up: int, *, precision=None):
+    """Transposed convolution (stride `up`, no padding) as `up**2` small dense convolutions.
+
+    `x [H, W, C_in]`, `w [C_out, C_in, k, k]` (the kernel of the equivalent up-sampling conv,
+    i.e. torch's `conv_transpose2d(x, w.transpose(0, 1), stride=up)`). Output phase (r, s) holds
+    the pixels `y[up*m + r, up*n + s]`, which only see kernel taps `w[..., r::up, s::up]`, so no
+    multiply touches an inserted zero (a zero-dilated conv spends up**2 - 1 of every up**2 there).
+
+    Returns `(y, extra)`: `y [L*up, L*up, C_out]` with `L = ceil(((H-1)*up + k) / up)`, whose first
+    `(H-1)*up + k` rows/cols are the transposed conv and the last `extra` are zeros.
+    """
+    k = w.shape[-1]
+    h, wd = x.shape[0], x.shape[1]
+    if h != wd:
+        raise ValueError(f"polyphase transposed conv expects square features, got {h}x{wd}")
+    length = -(-((h - 1) * up + k) // up)
+    phases = []
+    for r in range(up):
+        row = []
+        for s in range(up):
+            sub = w[:, :, r::up, s::up][:, :, ::-1, ::-1]
+            taps_h, taps_w = sub.shape[2], sub.shape[3]
+            xp = jnp.pad(x, ((taps_h - 1, length - h), (taps_w - 1, length - h), (0, 0)))
+            phase = conv2d(xp, sub, precision=precision)
+            row.append(phase[:length, :length])
+        phases.append(jnp.stack(row, axis=2))  # [L, L, up(s), C]
+    y = jnp.stack(phases, axis=1)  # [L, up(r), L, up(s), C]
+    y = y.reshape(length * up, length * up, y.shape[-1])
+    return y, length * up - ((h - 1) * up + k)
 
 
 def demodulation_coefficients(weight: jnp.ndarray, styles: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
