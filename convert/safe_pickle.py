@@ -13,6 +13,8 @@ What the replacements build:
 * torch storage classes / dtypes (``torch.FloatStorage``, ``torch.float32``) -> `TorchDtype` records.
 * ``torch.Size`` -> ``tuple``; ``collections.OrderedDict`` -> itself; ``dnnlib.util.EasyDict`` -> ``dict``;
   ``_codecs.encode(str, 'latin1')`` (how protocol 2 pickles ``bytes``) -> ``bytes``.
+* ``argparse.Namespace`` (the ``args`` of rosinality training checkpoints) -> `PickledNamespace`,
+  a record of its string-keyed attributes.
 * ``torch_utils.persistence._reconstruct_persistent_obj`` -> `PersistentObject` (a data record; the
   embedded ``module_src`` is dropped unread, never executed).
 * numpy scalars (``numpy.core.multiarray.scalar`` / ``numpy._core.multiarray.scalar`` with a
@@ -258,6 +260,32 @@ def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
+# --- argparse.Namespace -------------------------------------------------------------------------
+
+
+class PickledNamespace:
+    """What a pickled ``argparse.Namespace`` becomes: ``values``, its attributes as a dict.
+
+    Pickle writes a Namespace as ``NEWOBJ(argparse.Namespace, ())`` then ``BUILD(state)``; this
+    class takes no constructor arguments and keeps only string-keyed entries of the state.
+    """
+
+    __slots__ = ("values",)
+
+    def __new__(cls):
+        obj = super().__new__(cls)
+        obj.values = {}
+        return obj
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise CorruptCheckpointError("argparse.Namespace state is not a dict")
+        self.values = {k: v for k, v in state.items() if isinstance(k, str)}
+
+    def __repr__(self) -> str:
+        return f"PickledNamespace({self.values!r:.80})"
+
+
 # --- NVIDIA persistence -------------------------------------------------------------------------
 
 
@@ -283,6 +311,7 @@ def _build_allowed() -> dict[tuple[str, str], Any]:
     """(module, name) -> replacement object; the only globals a pickle may name."""
     table: dict[tuple[str, str], Any] = {
         ("collections", "OrderedDict"): collections.OrderedDict,
+        ("argparse", "Namespace"): PickledNamespace,
         ("_codecs", "encode"): _codecs_encode,
         ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,

@@ -380,7 +380,7 @@ def test_allow_list_is_explicit():
     # every allowed global is one of ours, nothing is imported from torch/dnnlib/builtins
     modules = {module for module, _ in ALLOWED_GLOBALS}
     assert modules == {
-        "_codecs", "collections", "torch", "torch._utils", "torch.storage", "numpy", "numpy.core.multiarray",
+        "_codecs", "argparse", "collections", "torch", "torch._utils", "torch.storage", "numpy", "numpy.core.multiarray",
         "numpy._core.multiarray", "dnnlib", "dnnlib.util", "torch_utils.persistence",
     }
     for value in ALLOWED_GLOBALS.values():
