@@ -1,0 +1,203 @@
+"""Generator throughput: images/s of gvjax's StyleGAN2, optionally beside NVIDIA's PyTorch one.
+
+    # the full table on the 256x256 benchmark config (random weights), with NVIDIA's generator
+    # (a checkout of NVlabs/stylegan2-ada-pytorch; torch needed only for this part):
+    python benchmarks/generator.py --nvidia-repo /path/to/stylegan2-ada-pytorch
+
+    # any model, one JSON line:
+    python benchmarks/generator.py --model CKPT --batch 8 --json
+
+Compilation and warm-up are excluded from every timing. Figures are best compared as ratios
+from one invocation (the machines are noisy). GFLOP/s uses XLA's cost analysis of the
+compiled step; the peak it is compared with is a float32 2048x2048 matmul measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gvjax.config import GeneratorConfig
+from gvjax.model import Generator, init_variables, modconv_for_batch
+
+BENCH_CONFIG = GeneratorConfig(
+    z_dim=512, w_dim=512, img_resolution=256, mapping_layers=8, channel_base=16384, channel_max=512, architecture="skip"
+)
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _timeit(fn, *args, seconds: float) -> float:
+    """Seconds per call of `fn(*args)` (already compiled; one warm-up call excluded)."""
+    jax.block_until_ready(fn(*args))
+    calls, start = 0, time.perf_counter()
+    while True:
+        jax.block_until_ready(fn(*args))
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / calls
+
+
+def matmul_gflops(seconds: float = 2.0, n: int = 2048) -> float:
+    """Measured float32 matmul GFLOP/s of the default device."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    fn = jax.jit(lambda a: a @ a).lower(a).compile()
+    return 2 * n**3 / _timeit(fn, a, seconds=seconds) / 1e9
+
+
+def time_generator(config, variables, *, batch: int, modconv: str, dtype: str, seconds: float) -> dict:
+    """Images/s of z -> image for a batch, with XLA's FLOP count of the compiled step."""
+    gen = Generator(config, modconv=modconv, dtype=DTYPES[dtype])
+    c = jnp.zeros((batch, config.c_dim), jnp.float32) if config.c_dim else None
+
+    def step(variables, z, c):
+        return jax.vmap(lambda z, c: gen.apply(variables, z, c), in_axes=(0, None if c is None else 0))(z, c)
+
+    z = jax.random.normal(jax.random.key(1), (batch, config.z_dim), jnp.float32)
+    t0 = time.perf_counter()
+    compiled = jax.jit(step).lower(variables, z, c).compile()
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    per_call = _timeit(compiled, variables, z, c, seconds=seconds)
+    return {
+        "images_per_s": batch / per_call,
+        "batch": batch,
+        "resolution": config.img_resolution,
+        "dtype": dtype,
+        "modconv": modconv,
+        "seconds_per_batch": per_call,
+        "gflops_per_image": flops / batch / 1e9,
+        "gflop_per_s": flops / per_call / 1e9,
+        "compile_s": compile_s,
+        "backend": jax.default_backend(),
+    }
+
+
+def nvidia_state(repo: str, config: GeneratorConfig, variables) -> dict[str, np.ndarray]:
+    """Our variables under NVIDIA's state-dict names, with its FIR buffers filled in."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from nvidia_baseline import nvidia_state_dict_shapes
+
+    from gvjax.convert.nvidia import state_dict_from_variables
+    from gvjax.ops import setup_filter
+
+    ours = state_dict_from_variables(jax.device_get(variables), config)
+    fir = setup_filter(config.resample_filter)
+    state = {}
+    for name, shape in nvidia_state_dict_shapes(repo, nvidia_init_kwargs(config)).items():
+        state[name] = fir if name.endswith("resample_filter") else ours[name]
+        assert state[name].shape == shape, (name, state[name].shape, shape)
+    return state
+
+
+def nvidia_init_kwargs(config: GeneratorConfig) -> dict:
+    return {
+        "z_dim": config.z_dim, "w_dim": config.w_dim, "c_dim": config.c_dim,
+        "img_resolution": config.img_resolution, "img_channels": config.img_channels,
+        "mapping_kwargs": {"num_layers": config.mapping_layers},
+        "synthesis_kwargs": {
+            "channel_base": config.channel_base, "channel_max": config.channel_max, "num_fp16_res": 0,
+            "conv_clamp": config.conv_clamp, "architecture": config.architecture,
+        },
+    }
+
+
+def check_same_outputs(repo: str, config: GeneratorConfig, variables, G) -> float:
+    """Max |ours - NVIDIA| on 2 images: the timed generators compute the same thing."""
+    import torch
+
+    z = np.random.RandomState(0).randn(2, config.z_dim).astype(np.float32)
+    with torch.no_grad():
+        theirs = G(torch.from_numpy(z), torch.zeros([2, 0]), noise_mode="const", force_fp32=True).numpy()
+    gen = Generator(config)
+    ours = jax.vmap(lambda z: gen.apply(variables, z))(jnp.asarray(z))
+    return float(np.abs(np.transpose(np.asarray(ours), (0, 3, 1, 2)) - theirs).max())
+
+
+def full_table(args) -> None:
+    config = BENCH_CONFIG
+    variables = jax.device_get(init_variables(config, jax.random.key(0)))
+    peak = matmul_gflops()
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), cores: {os.cpu_count()}")
+    print(f"config: {config.img_resolution}^2, z=w={config.z_dim}, {config.mapping_layers} mapping layers, "
+          f"channel_base {config.channel_base}, channel_max {config.channel_max}, {config.architecture}")
+    print(f"measured float32 matmul peak: {peak:.1f} GFLOP/s")
+    rows = []
+    nvidia = {}
+    if args.nvidia_repo:
+        sys.path.insert(0, str(pathlib.Path(__file__).parent))
+        import torch
+        from nvidia_baseline import load_nvidia_generator, time_nvidia_generator
+
+        G = load_nvidia_generator(args.nvidia_repo, nvidia_init_kwargs(config), nvidia_state(args.nvidia_repo, config, variables))
+        print(f"NVIDIA vs ours, same weights: max |diff| = {check_same_outputs(args.nvidia_repo, config, variables, G):.2e}")
+        threads = os.cpu_count()
+        for batch in args.batches:
+            for fused in (None, False):
+                r = time_nvidia_generator(G, batch, seconds=args.seconds, threads=threads, fused_modconv=fused)
+                key = (batch, "auto" if fused is None else "non-fused")
+                nvidia[key] = r["images_per_s"]
+                print(f"  NVIDIA torch {torch.__version__} batch {batch:3d} modconv {key[1]:9s}: "
+                      f"{r['images_per_s']:7.3f} img/s", flush=True)
+    print()
+    print("| batch | modconv | dtype | images/s | GFLOP/s | % of matmul peak | vs NVIDIA (best path) |")
+    print("|---:|---|---|---:|---:|---:|---:|")
+    for batch in args.batches:
+        best_nvidia = max((v for (b, _), v in nvidia.items() if b == batch), default=None)
+        for dtype in args.dtypes:
+            for form in args.forms:
+                r = time_generator(config, variables, batch=batch, modconv=form, dtype=dtype, seconds=args.seconds)
+                rows.append(r)
+                ratio = f"{r['images_per_s'] / best_nvidia:.2f}x" if best_nvidia else "-"
+                print(f"| {batch} | {form} | {dtype} | {r['images_per_s']:.3f} | {r['gflop_per_s']:.1f} | "
+                      f"{100 * r['gflop_per_s'] / peak:.0f}% | {ratio} |", flush=True)
+    if args.json_out:
+        pathlib.Path(args.json_out).write_text(json.dumps({"peak_gflops": peak, "ours": rows, "nvidia": {f"{b}/{m}": v for (b, m), v in nvidia.items()}}, indent=1))
+
+
+def one_model(args) -> None:
+    from gvjax.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.model)
+    modconv = modconv_for_batch(args.batch) if args.modconv == "auto" else args.modconv
+    r = time_generator(ckpt.config, ckpt.variables, batch=args.batch, modconv=modconv, dtype=args.dtypes[0], seconds=args.seconds)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"{r['images_per_s']:.3f} images/s at batch {r['batch']}, {r['resolution']}^2, {r['dtype']}, {modconv}")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="a gvjax checkpoint directory: time it alone (one configuration)")
+    p.add_argument("--batch", type=int, default=8, help="batch for --model")
+    p.add_argument("--modconv", default="auto", choices=["auto", "grouped", "shared"], help="form for --model")
+    p.add_argument("--json", action="store_true", help="with --model: print one JSON line")
+    p.add_argument("--batches", default="1,8,32", help="batches of the full table")
+    p.add_argument("--forms", default="grouped,shared", help="modulated-conv forms of the full table")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes (the first is used with --model)")
+    p.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per measurement")
+    p.add_argument("--nvidia-repo", help="checkout of NVlabs/stylegan2-ada-pytorch to time beside ours")
+    p.add_argument("--json-out", help="also write the full table as JSON here")
+    args = p.parse_args(argv)
+    args.batches = [int(b) for b in args.batches.split(",")]
+    args.forms = args.forms.split(",")
+    args.dtypes = args.dtypes.split(",")
+    if args.model:
+        one_model(args)
+    else:
+        full_table(args)
+
+
+if __name__ == "__main__":
+    main()
