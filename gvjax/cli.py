@@ -121,6 +121,92 @@ def generate(
     typer.echo(f"wrote {len(seed_list)} image(s) to {outdir}")
 
 
+def _parse_size(text: Optional[str]):
+    if text is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m:
+        raise GvjaxError(f"--size must look like 1280x720, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+@app.command()
+def render(
+    song: Optional[pathlib.Path] = typer.Argument(None, help="The song (wav, flac, ogg, mp3). Omit with --demo or --from."),
+    out: Optional[pathlib.Path] = typer.Option(None, "-o", "--out", help="Output video (.mp4); OUT.json is written beside it."),
+    model: str = typer.Option("bundled", help=MODEL_HELP),
+    demo: bool = typer.Option(False, "--demo", help="Render the built-in synthesized demo track."),
+    from_record: Optional[pathlib.Path] = typer.Option(None, "--from", help="Render again from an OUT.json record."),
+    fps: float = typer.Option(30.0, help="Frames per second."),
+    seed: int = typer.Option(0, help="Seed of the keyframes (and of random noise)."),
+    keyframes: int = typer.Option(6, help="Number of keyframes on the loop."),
+    keyframe_seeds: Optional[str] = typer.Option(None, help="Explicit keyframe seeds, e.g. '1,5,9' or '0-5'."),
+    keyframes_npy: Optional[pathlib.Path] = typer.Option(None, help="A .npy of ws [N, num_ws, w_dim] as keyframes."),
+    trunc: float = typer.Option(0.7, "--trunc", help="Truncation psi of the keyframes."),
+    start: float = typer.Option(0.0, help="Start of the rendered range in the song, seconds."),
+    duration: Optional[float] = typer.Option(None, help="Length of the rendered range, seconds (default: to the end)."),
+    size: Optional[str] = typer.Option(None, help="Output WxH (crop or pad of the model's square output)."),
+    batch: int = typer.Option(8, help="Frames per compiled step."),
+    crf: int = typer.Option(18, help="H.264 quality (0..51, lower is better)."),
+    preview: bool = typer.Option(False, "--preview", help="Fast preview: stop synthesis early and upscale."),
+    noise_mode: str = typer.Option("const", help="Noise: const, random or none."),
+    drive: str = typer.Option("rms", help="Audio feature that drives the speed: rms, onset, percussive, harmonic, low, mid, high."),
+    base_speed: float = typer.Option(0.3, help="Relative speed of travel in silence."),
+    speed_gain: float = typer.Option(1.0, help="Relative extra speed at full drive."),
+    laps: Optional[float] = typer.Option(None, help="Loops over the keyframes during the video (default 1; whole laps loop seamlessly)."),
+    laps_per_minute: Optional[float] = typer.Option(None, help="Instead of --laps: a fixed average speed."),
+    stem: list[str] = typer.Option([], help="FEATURE=FILE: compute FEATURE from a separate audio file (repeatable)."),
+    dtype: str = typer.Option("float32", help="Compute dtype: float32 or bfloat16."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Render SONG into a video whose motion follows the music."""
+    import tempfile
+
+    from gvjax.render.config import RenderConfig
+    from gvjax.render.pipeline import read_record, render_video
+
+    record = None
+    if from_record is not None:
+        record = read_record(from_record)
+        cfg = RenderConfig.from_dict(record["config"])
+        model = record["model"]["spec"] or model
+        demo = bool(record["audio"].get("demo"))
+        song = None if demo else pathlib.Path(record["audio"]["path"])
+        out = out or pathlib.Path(record["output"])
+    else:
+        from gvjax.generate import parse_seeds
+
+        stems = []
+        for item in stem:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise GvjaxError(f"--stem must look like FEATURE=FILE, got {item!r}")
+            stems.append((name, path))
+        cfg = RenderConfig(
+            fps=fps, seed=seed, num_keyframes=keyframes,
+            keyframe_seeds=None if keyframe_seeds is None else tuple(parse_seeds(keyframe_seeds)),
+            keyframes_npy=None if keyframes_npy is None else str(keyframes_npy.absolute()),
+            truncation_psi=trunc, start=start, duration=duration, size=_parse_size(size), batch=batch, crf=crf,
+            preview=preview, noise_mode=noise_mode, drive=drive, base_speed=base_speed, speed_gain=speed_gain,
+            laps=laps if laps is not None or laps_per_minute is not None else 1.0, laps_per_minute=laps_per_minute,
+            stems=tuple(stems), dtype=dtype,
+        )
+    if out is None:
+        raise GvjaxError("give the output video with -o OUT.mp4")
+    if demo == (song is not None):
+        raise GvjaxError("give either a SONG or --demo")
+    ckpt = load_model(model)
+    with tempfile.TemporaryDirectory(prefix="gvjax-demo-") as tmp:
+        if demo:
+            from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
+
+            song = write_wav(pathlib.Path(tmp) / "demo.wav", synth_demo_track(), DEMO_SR)
+        result = render_video(cfg, ckpt, song, out, model_spec=model, progress=not quiet, demo=demo)
+    typer.echo(f"wrote {result.video} ({result.frames} frames, {result.seconds:.1f}s) and {result.record.name}")
+
+
 def main():
     """Console entry point: runs the app, turning GvjaxError into one line and exit code 2."""
     try:

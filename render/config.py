@@ -1,0 +1,127 @@
+"""RenderConfig: every option of a render, frozen and JSON-serialisable (written to OUT.json)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from gvjax.audio import FEATURES, FeatureConfig
+from gvjax.errors import GvjaxError
+from gvjax.model import NOISE_MODES
+
+SPLINE_ALPHAS = {"uniform": 0.0, "centripetal": 0.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+    """Options of one render (the song and the model are given separately).
+
+    Attributes:
+      fps: video frames per second (> 0).
+      seed: seeds the keyframes (when `keyframe_seeds` is None) and random noise.
+      num_keyframes: N keyframes on the loop when they come from `seed`.
+      keyframe_seeds: explicit seeds, one keyframe each (z as `gvjax generate`).
+      keyframes_npy: a `.npy` of ws `[N, num_ws, w_dim]` instead of seeds.
+      truncation_psi: truncation of the keyframes' ws.
+      spline: 'uniform' or 'centripetal' Catmull-Rom parameterisation.
+      start, duration: the range of the song to render, seconds (duration None: to the end).
+      size: output (width, height); None: the model's square resolution. Crop or pad, no scaling.
+      batch: frames per compiled step (the last batch is padded).
+      crf: H.264 constant rate factor (0..51, lower is better).
+      preview: stop synthesis at `preview_res` and upscale the skip branch's image.
+      preview_res: resolution at which preview stops (None: a quarter of the model's).
+      noise_mode: 'const', 'random' (key from seed and frame index) or 'none'.
+      drive: the audio feature that drives the speed of travel.
+      base_speed, speed_gain: t advances by base_speed + speed_gain * drive each frame (relative).
+      laps: loops of the spline over the rendered range (integral laps loop seamlessly).
+      laps_per_minute: instead of `laps`, a fixed average speed.
+      stems: feature name -> separate audio file for that feature (the mix is muxed).
+      dtype: 'float32' or 'bfloat16' synthesis compute.
+      features: audio analysis options.
+    """
+
+    fps: float = 30.0
+    seed: int = 0
+    num_keyframes: int = 6
+    keyframe_seeds: tuple[int, ...] | None = None
+    keyframes_npy: str | None = None
+    truncation_psi: float = 0.7
+    spline: str = "centripetal"
+    start: float = 0.0
+    duration: float | None = None
+    size: tuple[int, int] | None = None
+    batch: int = 8
+    crf: int = 18
+    preview: bool = False
+    preview_res: int | None = None
+    noise_mode: str = "const"
+    drive: str = "rms"
+    base_speed: float = 0.3
+    speed_gain: float = 1.0
+    laps: float | None = 1.0
+    laps_per_minute: float | None = None
+    stems: tuple[tuple[str, str], ...] = ()
+    dtype: str = "float32"
+    features: FeatureConfig = FeatureConfig()
+
+    def __post_init__(self):
+        def bad(msg):
+            raise GvjaxError(msg)
+
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            bad(f"--fps must be > 0, got {self.fps}")
+        if self.batch < 1:
+            bad(f"--batch must be >= 1, got {self.batch}")
+        if not (math.isfinite(self.start) and self.start >= 0):
+            bad(f"--start must be >= 0 seconds, got {self.start}")
+        if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
+            bad(f"--duration must be > 0 seconds, got {self.duration}")
+        if self.num_keyframes < 1:
+            bad(f"need at least one keyframe, got {self.num_keyframes}")
+        if self.keyframe_seeds is not None:
+            object.__setattr__(self, "keyframe_seeds", tuple(int(s) for s in self.keyframe_seeds))
+            if not self.keyframe_seeds:
+                bad("keyframe seeds are empty")
+        if self.size is not None:
+            w, h = (int(v) for v in self.size)
+            if w < 2 or h < 2 or w % 2 or h % 2:
+                bad(f"--size must be even and at least 2x2 (H.264 yuv420p), got {w}x{h}")
+            object.__setattr__(self, "size", (w, h))
+        if not 0 <= self.crf <= 51:
+            bad(f"--crf must be in 0..51, got {self.crf}")
+        if self.noise_mode not in NOISE_MODES:
+            bad(f"--noise-mode must be one of {', '.join(NOISE_MODES)}, got {self.noise_mode!r}")
+        if self.drive not in FEATURES or self.drive == "chroma":
+            bad(f"--drive must be one of {', '.join(f for f in FEATURES if f != 'chroma')}, got {self.drive!r}")
+        if self.spline not in SPLINE_ALPHAS:
+            bad(f"--spline must be one of {', '.join(SPLINE_ALPHAS)}, got {self.spline!r}")
+        if self.dtype not in ("float32", "bfloat16"):
+            bad(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if (self.laps is None) == (self.laps_per_minute is None):
+            bad("give exactly one of --laps and --laps-per-minute")
+        object.__setattr__(self, "stems", tuple((str(k), str(v)) for k, v in dict(self.stems).items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["features"] = self.features.to_dict()
+        for key in ("keyframe_seeds", "size"):
+            d[key] = None if d[key] is None else list(d[key])
+        d["stems"] = dict(self.stems)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RenderConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise GvjaxError(f"unknown render config keys: {', '.join(unknown)}")
+        d = dict(d)
+        if "features" in d:
+            d["features"] = FeatureConfig.from_dict(d["features"])
+        for key in ("keyframe_seeds", "size"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        if "stems" in d:
+            d["stems"] = tuple(dict(d["stems"]).items())
+        return cls(**d)

@@ -1,0 +1,246 @@
+"""Song + model -> video: audio features, keyframes, motion, the compiled step, ffmpeg, OUT.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gvjax.audio import audio_duration, compute_features
+from gvjax.checkpoint import Checkpoint
+from gvjax.errors import GvjaxError
+from gvjax.model import Generator
+from gvjax.spline import advance_times, keyframes_from_npy, keyframes_from_seeds
+
+from gvjax.render.config import SPLINE_ALPHAS, RenderConfig
+from gvjax.render.step import FrameSpec, RenderStep, check_preview
+from gvjax.render.video import VideoWriter, mux_audio
+
+PACKAGES = ("gvjax", "jax", "jaxlib", "flax", "numpy", "librosa", "imageio-ffmpeg")
+
+
+class RenderInterrupted(GvjaxError):
+    """Ctrl-C during a render; the frames done so far were saved as a playable video."""
+
+    exit_code = 130
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderResult:
+    """What a render wrote: the video, its record, and how many frames of how many."""
+
+    video: pathlib.Path
+    record: pathlib.Path
+    frames: int
+    total_frames: int
+    seconds: float
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def variables_digest(variables: Any) -> str:
+    """sha256 over every array of a variables tree (paths, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(variables)[0], key=lambda kv: jax.tree_util.keystr(kv[0])):
+        arr = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}:{arr.dtype}:{arr.shape};".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def check_output_writable(out: pathlib.Path) -> None:
+    """Fail early (before any compute) when `out` cannot be written."""
+    parent = out.parent
+    if not parent.is_dir():
+        raise GvjaxError(f"output directory {parent} does not exist")
+    if out.is_dir():
+        raise GvjaxError(f"output {out} is a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{out.name}.probe-"):
+            pass
+    except OSError as e:
+        raise GvjaxError(f"output directory {parent} is not writable: {e.strerror}") from None
+
+
+def make_keyframes(cfg: RenderConfig, ckpt: Checkpoint) -> np.ndarray:
+    """`[N, num_ws, w_dim]` keyframes from `cfg.keyframes_npy` or from seeds (mapping + truncation)."""
+    gcfg = ckpt.config
+    if cfg.keyframes_npy:
+        return keyframes_from_npy(cfg.keyframes_npy, num_ws=gcfg.num_ws, w_dim=gcfg.w_dim)
+    if gcfg.c_dim:
+        raise GvjaxError("conditional models are not supported by render yet")
+    seeds = cfg.keyframe_seeds
+    if seeds is None:
+        seeds = tuple(int(s) for s in np.random.RandomState(cfg.seed).randint(0, 2**31 - 1, cfg.num_keyframes))
+    gen = Generator(gcfg)
+    map_fn = jax.jit(lambda z: gen.apply(ckpt.variables, z, truncation_psi=cfg.truncation_psi, method="map"))
+    return keyframes_from_seeds(seeds, map_fn, z_dim=gcfg.z_dim)
+
+
+class Progress:
+    """A one-line progress report on stderr: frames done, frames/s, ETA."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.enabled, self.start = total, enabled, time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self._last = -1.0
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        fps = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / fps if fps > 0 else float("nan")
+        line = f"render {done}/{self.total} frames  {fps:.1f} frames/s  ETA {eta:.0f}s"
+        if self.tty:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+        elif done == self.total or elapsed - self._last >= 5:
+            print(line, file=sys.stderr, flush=True)
+            self._last = elapsed
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            print(file=sys.stderr)
+
+
+def render_video(
+    cfg: RenderConfig,
+    ckpt: Checkpoint,
+    song: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    model_spec: str = "",
+    demo: bool = False,
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> RenderResult:
+    """Render `song` with `ckpt` to `out` (mp4 with the song's range muxed in) and `out`.json.
+
+    `on_batch(frames_done)` is called after each batch is queued (tests use it to interrupt).
+    Ctrl-C keeps the frames done so far as a playable video and raises RenderInterrupted.
+    """
+    t_start = time.perf_counter()
+    out = pathlib.Path(out)
+    song = pathlib.Path(song)
+    check_output_writable(out)
+    total_seconds = audio_duration(song)
+    if cfg.start >= total_seconds:
+        raise GvjaxError(f"--start {cfg.start:g}s is past the end of {song.name} ({total_seconds:.2f}s)")
+    preview_res = None
+    if cfg.preview:
+        preview_res = check_preview(ckpt.config, cfg.preview_res or max(4, ckpt.config.img_resolution // 4))
+    features = compute_features(song, cfg.fps, stems=dict(cfg.stems), config=cfg.features, start=cfg.start, duration=cfg.duration)
+    n_frames = features.n_frames
+    if n_frames < 1:
+        raise GvjaxError(f"{song.name}: the rendered range is shorter than one frame at {cfg.fps:g} fps")
+    times = advance_times(
+        features[cfg.drive], base_speed=cfg.base_speed, gain=cfg.speed_gain, laps=cfg.laps,
+        laps_per_minute=cfg.laps_per_minute, fps=cfg.fps,
+    )
+    keyframes = make_keyframes(cfg, ckpt)
+    res = ckpt.config.img_resolution
+    width, height = cfg.size or (res, res)
+    spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res)
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.dtype]
+    step = RenderStep(ckpt.config, ckpt.variables, keyframes, spec, batch=cfg.batch, seed=cfg.seed, dtype=dtype)
+
+    tmp_video = out.with_name(f".{out.name}.video.mp4")
+    tmp_out = out.with_name(f".{out.name}.tmp.mp4")
+    writer = VideoWriter(tmp_video, width=width, height=height, fps=cfg.fps, crf=cfg.crf)
+    bar = Progress(n_frames, progress)
+    interrupted = False
+    try:
+        try:
+            pending = None  # (device frames, count): fetch batch i while batch i+1 computes
+            for first in range(0, n_frames, step.batch):
+                idx = np.arange(first, min(first + step.batch, n_frames))
+                frames = step(times[idx], idx)
+                if pending is not None:
+                    writer.write(np.asarray(pending[0])[: pending[1]])
+                    bar.update(first)
+                    if on_batch:
+                        on_batch(first)
+                pending = (frames, len(idx))
+            writer.write(np.asarray(pending[0])[: pending[1]])
+            bar.update(n_frames)
+        except KeyboardInterrupt:
+            interrupted = True
+        done = writer.close()
+        bar.close()
+        if done == 0:
+            raise RenderInterrupted("interrupted before the first frame: nothing was written")
+        mux_audio(tmp_video, song, tmp_out, start=cfg.start, duration=done / cfg.fps)
+        os.replace(tmp_out, out)
+    finally:
+        for p in (tmp_video, tmp_out):
+            p.unlink(missing_ok=True)
+    record = write_record(
+        out, cfg, ckpt, song, model_spec=model_spec, demo=demo, frames=done, total_frames=n_frames, compilations=step.compilations
+    )
+    if interrupted:
+        raise RenderInterrupted(f"interrupted: {out} holds the first {done} of {n_frames} frames (playable, with audio)")
+    return RenderResult(out, record, done, n_frames, time.perf_counter() - t_start)
+
+
+def record_path(out: pathlib.Path) -> pathlib.Path:
+    """`OUT.mp4` -> `OUT.json`."""
+    return out.with_suffix(".json")
+
+
+def write_record(out, cfg, ckpt, song, *, model_spec, demo, frames, total_frames, compilations) -> pathlib.Path:
+    """Write OUT.json: everything needed to render the same video again (`gvjax render --from`)."""
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    record = {
+        "gvjax_render": 1,
+        "config": cfg.to_dict(),
+        "model": {"spec": model_spec, "sha256": variables_digest(ckpt.variables), "generator": ckpt.config.to_dict(), "provenance": ckpt.provenance},
+        "audio": {"path": None if demo else str(pathlib.Path(song).absolute()), "demo": demo, "sha256": sha256_file(song)},
+        "output": str(out.absolute()),
+        "frames": frames,
+        "total_frames": total_frames,
+        "compilations": compilations,
+        "backend": jax.default_backend(),
+        "devices": len(jax.devices()),
+        "packages": versions,
+    }
+    path = record_path(out)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """Parse an OUT.json written by a render."""
+    path = pathlib.Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GvjaxError(f"no such render record: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GvjaxError(f"{path} is not a render record (invalid JSON: {e})") from None
+    if not isinstance(record, dict) or record.get("gvjax_render") != 1 or "config" not in record:
+        raise GvjaxError(f"{path} is not a gvjax render record")
+    return record
