@@ -1,1 +1,9 @@
-"""Convert stage: reads NVIDIA .pkl and rosinality .pt checkpoints into gvjax checkpoints."""
+"""Convert stage: reads NVIDIA .pkl and rosinality .pt checkpoints into gvjax checkpoints.
+
+`load_source(path)` converts in memory, `convert_checkpoint(src, dst)` writes a checkpoint
+directory; see `gvjax.convert.source`. Files are read by `torch_io` (never executing them).
+"""
+
+from gvjax.convert.source import FORMATS, convert_checkpoint, describe, load_any, load_source
+
+__all__ = ["FORMATS", "convert_checkpoint", "describe", "load_any", "load_source"]

@@ -42,6 +42,7 @@ __all__ = [
     "load_torch_file",
     "module_state_dict",
     "module_attributes",
+    "module_buffer_names",
     "PersistentObject",
     "CheckpointNotFoundError",
     "TruncatedCheckpointError",
@@ -112,6 +113,16 @@ def module_state_dict(obj: PersistentObject) -> dict[str, np.ndarray]:
         for name, value in _tensor_items(state, "_buffers"):
             if name not in skip:
                 out[prefix + name] = value
+    return out
+
+
+def module_buffer_names(obj: PersistentObject) -> set[str]:
+    """Names in `module_state_dict(obj)` that are buffers (the rest are parameters)."""
+    out = set()
+    for path, module in _walk_modules(obj):
+        prefix = f"{path}." if path else ""
+        skip = module.state.get("_non_persistent_buffers_set") or ()
+        out.update(prefix + name for name, _ in _tensor_items(module.state, "_buffers") if name not in skip)
     return out
 
 

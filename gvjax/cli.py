@@ -23,7 +23,7 @@ app = typer.Typer(
     help="gvjax: audio-reactive music videos from StyleGAN2 models, in JAX.",
 )
 
-MODEL_HELP = "Model: a gvjax checkpoint directory, or 'bundled' for the built-in model."
+MODEL_HELP = "Model: a gvjax checkpoint directory, an NVIDIA .pkl or rosinality .pt file (converted in memory), or 'bundled'."
 
 
 def _version_callback(value: bool):
@@ -40,18 +40,13 @@ def _root(
 
 
 def load_model(spec: str):
-    """A Checkpoint from a model spec: 'bundled' or a checkpoint directory."""
+    """A Checkpoint from a model spec: 'bundled', a checkpoint directory, or a .pkl/.pt source file."""
     from gvjax.bundled import BUNDLED_NAME, bundled_model
-    from gvjax.checkpoint import is_checkpoint, load_checkpoint
+    from gvjax.convert import load_any
 
     if spec == BUNDLED_NAME:
         return bundled_model()
-    path = pathlib.Path(spec)
-    if not path.exists():
-        raise GvjaxError(f"no such model: {spec}")
-    if path.is_dir() and is_checkpoint(path):
-        return load_checkpoint(path)
-    raise GvjaxError(f"{spec} is not a gvjax checkpoint directory")
+    return load_any(spec)[0]
 
 
 def _parse_dtype(name: str):
@@ -205,6 +200,49 @@ def render(
             song = write_wav(pathlib.Path(tmp) / "demo.wav", synth_demo_track(), DEMO_SR)
         result = render_video(cfg, ckpt, song, out, model_spec=model, progress=not quiet, demo=demo)
     typer.echo(f"wrote {result.video} ({result.frames} frames, {result.seconds:.1f}s) and {result.record.name}")
+
+
+@app.command()
+def convert(
+    src: pathlib.Path = typer.Argument(..., help="NVIDIA network pickle (.pkl) or rosinality checkpoint (.pt)."),
+    dst: pathlib.Path = typer.Argument(..., help="gvjax checkpoint directory to write."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing DST."),
+):
+    """Convert an NVIDIA .pkl or rosinality .pt file into a gvjax checkpoint (G_ema, and G, D when present)."""
+    from gvjax.checkpoint import read_config
+    from gvjax.convert import convert_checkpoint
+
+    path = convert_checkpoint(src, dst, force=force)
+    meta = read_config(path)
+    res = meta["generator"]["img_resolution"]
+    typer.echo(f"wrote {path} ({', '.join(meta['networks'])}) from {src.name} [{meta['provenance']['format']}, {res}x{res}]")
+
+
+@app.command()
+def inspect(
+    path: str = typer.Argument(..., help="A gvjax checkpoint directory, a .pkl/.pt source file, or 'bundled'."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+):
+    """Format, generator config, resolution and parameter counts of a checkpoint or source file."""
+    import json
+
+    from gvjax.bundled import BUNDLED_NAME, bundled_model
+    from gvjax.convert import describe, load_any
+
+    info = describe(bundled_model(), "bundled") if path == BUNDLED_NAME else describe(*load_any(path, all_networks=True))
+    if as_json:
+        typer.echo(json.dumps(info, sort_keys=True))
+        return
+    gen = info["generator"]
+    fmt = info["format"] + (f" (converted from {info['source_format']})" if info["format"] == "gvjax" and info["source_format"] else "")
+    typer.echo(f"path:        {path}")
+    typer.echo(f"format:      {fmt}")
+    typer.echo(f"class:       {info['class_name'] or '-'}")
+    typer.echo(f"resolution:  {info['resolution']}x{info['resolution']}, {info['img_channels']} channels, {info['num_ws']} ws")
+    typer.echo("generator:   " + " ".join(f"{k}={gen[k]}" for k in (
+        "z_dim", "w_dim", "c_dim", "mapping_layers", "architecture", "channel_base", "channel_max", "conv_clamp", "num_fp16_res")))
+    typer.echo("channels:    " + " ".join(f"{r}:{c}" for r, c in info["channels"].items()))
+    typer.echo("parameters:  " + "  ".join(f"{name} {n:,}" for name, n in info["parameters"].items()))
 
 
 def main():
