@@ -100,7 +100,7 @@ class Progress:
     def __init__(self, total: int, enabled: bool = True):
         self.total, self.enabled, self.start = total, enabled, time.perf_counter()
         self.tty = sys.stderr.isatty()
-        self._last = -1.0
+        self._last = -float("inf")
 
     def update(self, done: int) -> None:
         if not self.enabled:

@@ -13,12 +13,17 @@ import pathlib
 import queue
 import subprocess
 import threading
+import warnings
 
 import numpy as np
 
 from gvjax.errors import GvjaxError
 
 _STOP = object()
+
+# JAX warns on every fork because a forked copy of a multithreaded process may deadlock. Our
+# forks are subprocess's fork+exec of ffmpeg, which runs no Python code in the child: safe.
+warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 
 def ffmpeg_exe() -> str:
