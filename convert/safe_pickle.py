@@ -7,7 +7,8 @@ imported). Any other global raises `UnsafePickleError` naming it, before anythin
 
 What the replacements build:
 
-* torch tensors (``torch._utils._rebuild_tensor_v2`` & co.) -> contiguous ``numpy.ndarray`` copies;
+* torch tensors (``torch._utils._rebuild_tensor_v2`` & co.) -> C-contiguous ``numpy.ndarray``s:
+  read-only views of the storage when a tensor is its whole storage, else writable copies;
   parameters -> their data array. Storages come from the caller (`SafeUnpickler`'s
   ``persistent_load`` / ``load_from_bytes`` hooks, see ``torch_io``).
 * torch storage classes / dtypes (``torch.FloatStorage``, ``torch.float32``) -> `TorchDtype` records.
@@ -152,11 +153,25 @@ def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any) -> np.ndarray | StoragePlaceholder:
-    """Copy the strided view (offset, size, stride in elements) of a 1-D storage array.
+def _is_whole_c_order(storage_size: int, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    """Whether (offset, size, stride) covers all of a storage of `storage_size` elements in C order."""
+    if offset != 0 or math.prod(size) != storage_size:
+        return False
+    step = 1
+    for n, s in zip(reversed(size), reversed(stride)):
+        if n > 1 and s != step:
+            return False
+        step *= n
+    return True
 
-    storage: 1-D contiguous ndarray. Returns a C-contiguous array of shape `size`. The view is
-    bounds-checked against the storage before ``as_strided`` touches memory.
+
+def tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any) -> np.ndarray | StoragePlaceholder:
+    """The tensor (offset, size, stride in elements) of a 1-D storage array, C-contiguous, shape `size`.
+
+    A tensor that is its whole storage in C order (every parameter of a saved model) is the
+    storage reshaped, read-only: no copy, so a checkpoint is held in memory once. Any other view
+    (a slice, a transpose, one of several tensors sharing a storage) is a writable copy. The
+    view is bounds-checked against the storage before ``as_strided`` touches memory.
     """
     if isinstance(storage, StoragePlaceholder):
         return storage
@@ -175,6 +190,10 @@ def tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any) -> np
             f"tensor view (offset {offset}, size {size}, stride {stride}) exceeds its storage "
             f"of {storage.size} elements"
         )
+    if _is_whole_c_order(storage.size, offset, size, stride):
+        whole = storage.reshape(size)
+        whole.flags.writeable = False
+        return whole
     item = storage.itemsize
     view = as_strided(storage[offset:], size, tuple(s * item for s in stride), writeable=False)
     return np.array(view, copy=True, order="C")

@@ -13,7 +13,9 @@ Three layouts, told apart by their first bytes:
   ``torch.storage._load_from_bytes(b)``, where ``b`` is a legacy-format file of one storage.
 
 Every pickle goes through `SafeUnpickler`; tensors come back as C-contiguous ``numpy.ndarray``
-copies (bfloat16 as ``ml_dtypes.bfloat16``), NVIDIA modules as `PersistentObject` records.
+(bfloat16 as ``ml_dtypes.bfloat16``): a tensor that is its whole storage is a read-only view of
+the bytes read from the file (each checkpoint byte is held once), any other view a writable copy.
+NVIDIA modules come back as `PersistentObject` records.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pickle
 import struct
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -87,7 +89,8 @@ def load_torch_file(path: str | Path) -> Any:
         if head.startswith(_ZIP_MAGIC):
             return _load_zip(path)
         if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
-            return _load_pickle_stream(io.BytesIO(path.read_bytes()))
+            with open(path, "rb") as f:  # streamed: the file's bytes are never all in memory at once
+                return _load_pickle_stream(f)
     except OSError as exc:
         raise CheckpointNotFoundError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     except GvjaxError as exc:
@@ -224,7 +227,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
 
-def _load_pickle_stream(f: io.BytesIO) -> Any:
+def _load_pickle_stream(f: BinaryIO) -> Any:
     """A legacy torch.save stream if it starts with the magic number, else one plain pickle."""
     first = _unpickle(f)
     if type(first) is int and first == LEGACY_MAGIC:
@@ -239,17 +242,18 @@ def _storage_from_bytes(blob: Any) -> np.ndarray | StoragePlaceholder:
     f = io.BytesIO(blob)
     if _unpickle(f) != LEGACY_MAGIC:
         raise CorruptCheckpointError("embedded storage is not in torch's legacy format")
-    storage = _read_legacy_after_magic(f)
+    storage = _read_legacy_after_magic(f, buffer=blob)
     if not isinstance(storage, (np.ndarray, StoragePlaceholder)):
         raise CorruptCheckpointError("embedded storage bytes do not hold a storage")
     return storage
 
 
-def _read_legacy_after_magic(f: io.BytesIO) -> Any:
+def _read_legacy_after_magic(f: BinaryIO, buffer: bytes | None = None) -> Any:
     """The rest of a legacy torch.save stream, positioned just after the magic number pickle.
 
     The storage bytes follow the object pickle, so the object pickle is read twice: first with
     placeholder storages to learn each key's dtype and size, then with the decoded storages.
+    buffer: the bytes `f` reads from, if any; storages are then read-only views of it (no copy).
     """
     version = _unpickle(f)
     if version != LEGACY_PROTOCOL:
@@ -261,7 +265,7 @@ def _read_legacy_after_magic(f: io.BytesIO) -> Any:
     keys = _unpickle(f)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise CorruptCheckpointError("legacy checkpoint has a malformed storage key list")
-    storages = {key: _read_legacy_storage(f, key, layouts) for key in keys}
+    storages = {key: _read_legacy_storage(f, key, layouts, buffer) for key in keys}
     f.seek(main_start)
     return _unpickle(f, persistent_load=lambda pid: _legacy_storage(pid, storages))
 
@@ -302,8 +306,12 @@ def _legacy_storage(pid: Any, storages: dict[str, np.ndarray]) -> np.ndarray:
     return storage[offset : offset + size]
 
 
-def _read_legacy_storage(f: io.BytesIO, key: str, layouts: dict) -> np.ndarray:
-    """Read one storage record (int64 LE count, then count little-endian elements)."""
+def _read_legacy_storage(f: BinaryIO, key: str, layouts: dict, buffer: bytes | None = None) -> np.ndarray:
+    """Read one storage record (int64 LE count, then count little-endian elements).
+
+    With `buffer` (the bytes behind `f`) the storage is a read-only view of it, not a copy: NVIDIA
+    pickles embed every storage as such bytes, which the unpickler keeps alive anyway.
+    """
     if key not in layouts:
         raise CorruptCheckpointError(f"storage '{key}' is listed but never used")
     dtype, numel = layouts[key]
@@ -313,13 +321,19 @@ def _read_legacy_storage(f: io.BytesIO, key: str, layouts: dict) -> np.ndarray:
     (count,) = struct.unpack("<q", head)
     if count != numel:
         raise CorruptCheckpointError(f"storage '{key}' holds {count} elements, expected {numel}")
-    raw = f.read(count * dtype.itemsize)
-    if len(raw) < count * dtype.itemsize:
+    nbytes = count * dtype.itemsize
+    if buffer is not None:
+        start = f.tell()
+        raw = memoryview(buffer)[start : start + nbytes]
+        f.seek(start + len(raw))
+    else:
+        raw = f.read(nbytes)
+    if len(raw) < nbytes:
         raise TruncatedCheckpointError("checkpoint is truncated (storage data ends early)")
     return _decode(raw, dtype, "little")
 
 
-def _decode(raw: bytes, dtype: np.dtype, byteorder: str) -> np.ndarray:
+def _decode(raw: bytes | memoryview, dtype: np.dtype, byteorder: str) -> np.ndarray:
     """1-D native-endian array of raw storage bytes in the given byte order."""
     if byteorder == "big" and dtype.itemsize > 1:
         return np.frombuffer(raw, dtype.newbyteorder(">")).astype(dtype)
@@ -378,4 +392,4 @@ def _read_zip_storage(archive: zipfile.ZipFile, name: str, dtype: np.dtype, nume
     nbytes = numel * dtype.itemsize
     if len(raw) < nbytes:
         raise CorruptCheckpointError(f"storage record {name} has {len(raw)} bytes, expected {nbytes}")
-    return _decode(raw[:nbytes], dtype, byteorder)
+    return _decode(memoryview(raw)[:nbytes], dtype, byteorder)  # a view: no copy
