@@ -1,4 +1,4 @@
-"""Test-wide guards and fixture loaders.
+"""Test-wide guards, fixture loaders and helpers that run a generator on the fixtures' inputs.
 
 Strict dtype promotion and rank-promotion errors catch silent broadcasting and dtype drift
 in the numerical port (as equinox's test suite does).
@@ -17,6 +17,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 DATA = pathlib.Path(__file__).parent / "data"
 STYLEGAN2 = DATA / "stylegan2"
 NVIDIA_FIXTURES = ("ada_micro_skip", "ada_micro_cond", "ada_micro_resnet")
+ATOL = 1e-4  # max |ours - reference| on every output and intermediate (see tests/data/stylegan2/README.md)
 
 
 def load_expected(name: str) -> tuple[dict, dict[str, np.ndarray]]:
@@ -65,3 +66,78 @@ def nvidia_checkpoint(tmp_path_factory):
         return made[name]
 
     return make
+
+
+# --- running a generator on batches of fixture inputs ------------------------------------------------
+
+
+def nchw(img):
+    """`[N, H, W, C]` -> `[N, C, H, W]` (the fixtures' layout)."""
+    return np.transpose(np.asarray(img), (0, 3, 1, 2))
+
+
+def mapping_fn(gen, variables, psi=1.0, cutoff=None, capture=False):
+    """jit(vmap) of `gen`'s mapping: `(z [N, z_dim], c [N, c_dim])` -> `ws [N, num_ws, w_dim]`."""
+
+    def one(z, c):
+        c = c if gen.config.c_dim else None
+        return gen.apply(
+            variables, z, c, truncation_psi=psi, truncation_cutoff=cutoff, method="map",
+            capture_intermediates=capture, mutable=["intermediates"] if capture else False,
+        )
+
+    return jax.jit(jax.vmap(one))
+
+
+def synthesis_fn(gen, variables, noise_mode="const", capture=False):
+    """jit(vmap) of `gen`'s synthesis: `ws [N, num_ws, w_dim]` -> images `[N, H, W, C]`."""
+
+    def one(ws):
+        return gen.apply(
+            variables, ws, noise_mode=noise_mode, method="synthesize",
+            capture_intermediates=capture, mutable=["intermediates"] if capture else False,
+        )
+
+    return jax.jit(jax.vmap(one))
+
+
+def assert_close(ours, ref, what):
+    """Same shape and max |ours - ref| <= ATOL."""
+    ours, ref = np.asarray(ours), np.asarray(ref)
+    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} vs {ref.shape}"
+    err = np.abs(ours - ref).max()
+    assert err <= ATOL, f"{what}: max |diff| {err:.3g} > {ATOL}"
+
+
+def captured(tree, prefix=()):
+    """Flatten flax's captured intermediates: {('synthesis','b4','conv1'): output}."""
+    out = {}
+    for key, value in tree.items():
+        if key == "__call__":
+            out[prefix] = value[0]
+        elif isinstance(value, dict):
+            out.update(captured(value, prefix + (key,)))
+    return out
+
+
+def activations(gen, variables, z, c, ws, noise_mode="const"):
+    """(mapping_acts, synthesis_acts): every module output of one mapping run on (z, c) and one
+    synthesis run on ws, keyed by module path (('mapping', 'fc0'), ('synthesis', 'b8', 'conv0'), ...).
+    Block outputs are `(x, img)` pairs."""
+    _, mstate = mapping_fn(gen, variables, capture=True)(z, c)
+    _, sstate = synthesis_fn(gen, variables, noise_mode, capture=True)(ws)
+    mapping_acts = {("mapping",) + k[1:]: np.asarray(v) for k, v in captured(mstate["intermediates"]).items() if k}
+    synthesis_acts = {("synthesis",) + k[1:]: v for k, v in captured(sstate["intermediates"]).items() if k}
+    return mapping_acts, synthesis_acts
+
+
+def nvidia_activation(key, mapping_acts, synthesis_acts):
+    """Our captured value for an NVIDIA fixture `act.*` key, in NCHW for images."""
+    parts = tuple(key.split(".")[1:])  # drop 'act'
+    if parts[0] == "mapping":
+        return mapping_acts[parts]
+    if parts[-1] in ("x", "img"):
+        x, img = synthesis_acts[parts[:-1]]
+        return nchw(x if parts[-1] == "x" else img)
+    value = np.asarray(synthesis_acts[parts])
+    return value if value.ndim == 2 else nchw(value)
