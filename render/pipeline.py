@@ -45,6 +45,7 @@ class RenderResult:
     frames: int
     total_frames: int
     seconds: float
+    loop_frames_per_s: float  # steady state: frames after the first batch (which compiles) per second
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -169,6 +170,7 @@ def render_video(
     try:
         try:
             pending = None  # (device frames, count): fetch batch i while batch i+1 computes
+            t_warm = None
             for first in range(0, n_frames, step.batch):
                 idx = np.arange(first, min(first + step.batch, n_frames))
                 frames = step(times[idx], idx)
@@ -177,12 +179,16 @@ def render_video(
                     bar.update(first)
                     if on_batch:
                         on_batch(first)
+                else:
+                    jax.block_until_ready(frames)
+                    t_warm = time.perf_counter()
                 pending = (frames, len(idx))
             writer.write(np.asarray(pending[0])[: pending[1]])
             bar.update(n_frames)
         except KeyboardInterrupt:
             interrupted = True
         done = writer.close()
+        t_loop_end = time.perf_counter()
         bar.close()
         if done == 0:
             raise RenderInterrupted("interrupted before the first frame: nothing was written")
@@ -196,7 +202,9 @@ def render_video(
     )
     if interrupted:
         raise RenderInterrupted(f"interrupted: {out} holds the first {done} of {n_frames} frames (playable, with audio)")
-    return RenderResult(out, record, done, n_frames, time.perf_counter() - t_start)
+    warm_frames = done - min(step.batch, done)
+    loop_fps = warm_frames / (t_loop_end - t_warm) if t_warm and warm_frames else float("nan")
+    return RenderResult(out, record, done, n_frames, time.perf_counter() - t_start, loop_fps)
 
 
 def record_path(out: pathlib.Path) -> pathlib.Path:

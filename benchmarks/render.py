@@ -1,0 +1,103 @@
+"""Render throughput and memory: end-to-end frames/s against generator-only frames/s, and
+peak RSS for a short against a long song.
+
+    python benchmarks/render.py                      # bundled model, batch 8, 10 s and 120 s songs
+    python benchmarks/render.py --model CKPT --batch 16 --short 10 --long 120
+
+End-to-end is the steady-state rate of `gvjax render`'s frame loop (spline, synthesis,
+uint8, device->host, H.264 encoding on the writer thread), from the end of the first batch
+(which compiles) to the closed video. Generator-only is the same batch of ws through the
+jitted, vmapped synthesis alone. Peak RSS is that of a `gvjax render` subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def generator_only_fps(ckpt, batch: int, seconds: float = 5.0) -> float:
+    from gvjax.model import Generator, modconv_for_batch
+
+    gen = Generator(ckpt.config, modconv=modconv_for_batch(batch))
+    ws = jnp.broadcast_to(jnp.zeros((ckpt.config.num_ws, ckpt.config.w_dim)), (batch, ckpt.config.num_ws, ckpt.config.w_dim))
+    ws = ws + jax.random.normal(jax.random.key(0), ws.shape)
+    fn = jax.jit(jax.vmap(lambda w: gen.apply(ckpt.variables, w, method="synthesize"))).lower(ws).compile()
+    jax.block_until_ready(fn(ws))
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        jax.block_until_ready(fn(ws))
+        calls += 1
+    return calls * batch / (time.perf_counter() - t0)
+
+
+def end_to_end_fps(model: str, batch: int, song: pathlib.Path, out: pathlib.Path) -> float:
+    from gvjax.cli import load_model
+    from gvjax.render.config import RenderConfig
+    from gvjax.render.pipeline import render_video
+
+    result = render_video(RenderConfig(batch=batch), load_model(model), song, out, model_spec=model, progress=False)
+    return result.loop_frames_per_s
+
+
+def peak_rss_mb(model: str, batch: int, song: pathlib.Path, out: pathlib.Path) -> float:
+    """Peak RSS (MB) of a `gvjax render` subprocess (the only child alive while it runs)."""
+    code = (
+        "import resource, sys; from gvjax.cli import main; sys.argv = sys.argv[1:];\n"
+        "try:\n    main()\nfinally:\n    print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+    )
+    args = [sys.executable, "-c", code, "gvjax", "render", str(song), "-o", str(out), "--model", model, "--batch", str(batch), "--quiet"]
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(r.stderr)
+    kb = [int(line.split()[1]) for line in r.stderr.splitlines() if line.startswith("RSS ")][-1]
+    return kb / 1024
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="bundled")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--short", type=float, default=10.0, help="seconds of the short song")
+    p.add_argument("--long", type=float, default=120.0, help="seconds of the long song")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    from gvjax.cli import load_model
+    from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        short = write_wav(tmp / "short.wav", synth_demo_track(args.short), DEMO_SR)
+        long = write_wav(tmp / "long.wav", synth_demo_track(args.long), DEMO_SR)
+        ckpt = load_model(args.model)
+        gen_fps = generator_only_fps(ckpt, args.batch)
+        e2e_fps = end_to_end_fps(args.model, args.batch, long, tmp / "e2e.mp4")
+        rss_short = peak_rss_mb(args.model, args.batch, short, tmp / "short.mp4")
+        rss_long = peak_rss_mb(args.model, args.batch, long, tmp / "long.mp4")
+    result = {
+        "model": args.model, "resolution": ckpt.config.img_resolution, "batch": args.batch,
+        "backend": jax.default_backend(),
+        "generator_only_fps": gen_fps, "end_to_end_fps": e2e_fps, "end_to_end_ratio": e2e_fps / gen_fps,
+        f"peak_rss_mb_{args.short:g}s": rss_short, f"peak_rss_mb_{args.long:g}s": rss_long,
+        "rss_ratio_long_over_short": rss_long / rss_short,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:28s} {v:.3f}" if isinstance(v, float) else f"{k:28s} {v}")
+
+
+if __name__ == "__main__":
+    main()
