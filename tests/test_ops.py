@@ -69,6 +69,42 @@ def test_upsampling_conv_equals_zero_insertion_then_conv():
     np.testing.assert_allclose(np.asarray(fast), np.asarray(generic), atol=1e-5)
 
 
+def reference_correlate(x, w, pad):
+    """Direct definition in numpy: zero-pad `x [H, W, C_in]` by `pad`, cross-correlate with `w [O, I, k, k]`."""
+    z = np.pad(x.astype(np.float64), ((pad, pad), (pad, pad), (0, 0)))
+    k = w.shape[-1]
+    out = np.zeros((z.shape[0] - k + 1, z.shape[1] - k + 1, w.shape[0]))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = np.einsum("abc,ocab->o", z[i : i + k, j : j + k], w)
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_downsampling_conv_matches_direct_definition(k):
+    """NVIDIA's down-sampling conv_resample (FIR first, then strided conv) against its generic form:
+    pad by `k // 2 + (fw - 2 + 1) // 2`, `k // 2 + (fw - 2) // 2`, plain conv, then FIR filter and keep every 2nd pixel."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8, 8, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 4, k, k)).astype(np.float32)
+    f = rng.standard_normal((4, 4)).astype(np.float32)  # asymmetric: catches a flip in either step
+    ours = ops.conv2d_resample(jnp.asarray(x), jnp.asarray(w), f=f, down=2, padding=k // 2)
+    p = k // 2
+    p0, p1 = p + (4 - 2 + 1) // 2, p + (4 - 2) // 2
+    padded = np.pad(x, ((p0, p1), (p0, p1), (0, 0)))
+    y = reference_correlate(padded, w, 0)
+    expected = reference_upfirdn2d(y, f, 1, 2, (0, 0, 0, 0), 1.0)
+    assert ours.shape == (4, 4, 3) == expected.shape
+    np.testing.assert_allclose(np.asarray(ours), expected, atol=1e-4)
+
+
+def test_downsample2d_preserves_a_constant_image():
+    x = jnp.full((8, 8, 2), -0.5, jnp.float32)
+    y = ops.downsample2d(x, ops.setup_filter([1, 3, 3, 1]))
+    assert y.shape == (4, 4, 2)
+    np.testing.assert_allclose(np.asarray(y)[1:-1, 1:-1], -0.5, atol=1e-6)  # away from the zero border
+
+
 def test_bias_act_hand_computed():
     x = jnp.asarray([[-2.0, 0.5], [1.0, -0.25]])
     b = jnp.asarray([1.0, -1.0])

@@ -2,7 +2,7 @@
 
 from gvjax.ops.bias_act import ACTIVATION_GAINS, bias_act
 from gvjax.ops.conv import MODCONV_FORMS, conv2d, conv2d_resample, demodulation_coefficients, modulated_conv2d
-from gvjax.ops.fir import setup_filter, upfirdn2d, upsample2d
+from gvjax.ops.fir import downsample2d, setup_filter, upfirdn2d, upsample2d
 from gvjax.ops.linear import fully_connected, normalize_2nd_moment
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "conv2d",
     "conv2d_resample",
     "demodulation_coefficients",
+    "downsample2d",
     "fully_connected",
     "modulated_conv2d",
     "normalize_2nd_moment",

@@ -24,16 +24,18 @@ def conv2d(
     *,
     padding: int = 0,
     lhs_dilation: int = 1,
+    stride: int = 1,
     precision=None,
 ) -> jnp.ndarray:
     """Cross-correlation of `x [H, W, C_in]` with `w [C_out, C_in, kh, kw]` -> `[H', W', C_out]`.
 
-    `lhs_dilation` inserts `lhs_dilation - 1` zeros between input pixels (transposed conv).
+    `lhs_dilation` inserts `lhs_dilation - 1` zeros between input pixels (transposed conv);
+    `stride` keeps every `stride`-th output pixel (computing only those).
     """
     y = lax.conv_general_dilated(
         x[None],
         w.astype(x.dtype),
-        window_strides=(1, 1),
+        window_strides=(stride, stride),
         padding=((padding, padding), (padding, padding)),
         lhs_dilation=(lhs_dilation, lhs_dilation),
         dimension_numbers=_DIMS,
@@ -48,26 +50,35 @@ def conv2d_resample(
     *,
     f: np.ndarray | None = None,
     up: int = 1,
+    down: int = 1,
     padding: int = 0,
     precision=None,
 ) -> jnp.ndarray:
-    """Convolution with optional 2x FIR up-sampling, NVIDIA's `conv2d_resample` for down=1.
+    """Convolution with optional FIR up- or down-sampling, NVIDIA's `conv2d_resample`.
 
     Args:
       x: `[H, W, C_in]`.
       w: `[C_out, C_in, k, k]`, applied as cross-correlation when `up == 1`.
-      f: static FIR filter `[fh, fw]` (needed when `up > 1`).
+      f: static FIR filter `[fh, fw]` or separable `[T]` (needed when `up > 1` or `down > 1`).
       up: 1 or an integer factor.
+      down: 1 or an integer factor (not together with `up > 1`).
       padding: symmetric padding of the convolution (k // 2 keeps the size).
 
     Returns:
-      `[H * up, W * up, C_out]` when `padding == k // 2`.
+      `[H * up, W * up, C_out]`, or `[H / down, W / down, C_out]`, when `padding == k // 2`.
 
     With `up > 1` a k x k kernel runs as a transposed convolution (stride `up`, i.e. the
     spatially flipped kernel over the zero-dilated input) followed by the FIR filter with
-    gain `up**2`; a 1x1 kernel runs first and is then FIR up-sampled.
+    gain `up**2`; a 1x1 kernel runs first and is then FIR up-sampled. With `down > 1` the
+    input is padded and FIR filtered (gain 1), then convolved with stride `down`; a 1x1
+    kernel runs after the FIR down-sampling. Either way the result equals filtering the
+    (padded) convolution output and keeping every `down`-th pixel.
     """
     k = w.shape[-1]
+    if up > 1 and down > 1:
+        raise ValueError("conv2d_resample does not up- and down-sample at once")
+    if down > 1:
+        return _conv2d_down(x, w, f, down, padding, precision)
     if up == 1:
         return conv2d(x, w, padding=padding, precision=precision)
     if f is None:
@@ -87,6 +98,20 @@ def conv2d_resample(
         return upfirdn2d(y, f, padding=(q0, q1 - extra, q0, q1 - extra), gain=up * up)
     y = conv2d(x, w[:, :, ::-1, ::-1], padding=k - 1 - pt, lhs_dilation=up, precision=precision)
     return upfirdn2d(y, f, padding=(q0, q1, q0, q1), gain=up * up)
+
+
+def _conv2d_down(x, w, f, down, padding, precision):
+    """The `down > 1` case of `conv2d_resample`: FIR filter (gain 1), then a strided conv."""
+    if f is None:
+        raise ValueError("down-sampling needs a FIR filter")
+    fw = f.shape[-1]
+    p0 = padding + (fw - down + 1) // 2
+    p1 = padding + (fw - down) // 2
+    if w.shape[-1] == 1:
+        y = upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
+        return conv2d(y, w, precision=precision)
+    y = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
+    return conv2d(y, w, stride=down, precision=precision)
 
 
 def transposed_conv2d_polyphase(x: jnp.ndarray, w: jnp.ndarray, up: int, *, precision=None):

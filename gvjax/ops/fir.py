@@ -106,3 +106,10 @@ def upsample2d(x: jnp.ndarray, f: np.ndarray, *, up: int = 2, gain: float = 1.0)
     fw = f.shape[-1]
     p0, p1 = (fw + up - 1) // 2, (fw - up) // 2
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=gain * up * up)
+
+
+def downsample2d(x: jnp.ndarray, f: np.ndarray, *, down: int = 2, gain: float = 1.0) -> jnp.ndarray:
+    """Downsample `[..., H, W, C]` to `[..., H/down, W/down, C]` with FIR filter `f` (NVIDIA's downsample2d)."""
+    fw = f.shape[-1]
+    p0, p1 = (fw - down + 1) // 2, (fw - down) // 2
+    return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1), gain=gain)
