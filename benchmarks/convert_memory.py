@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from checkpoint_writer import (  # noqa: E402
     EasyDict,
     discriminator_class,
-    generator_class,
+    generator_attributes,
+    generator_module,
     module_tree,
     nvidia_discriminator_state,
     nvidia_generator_state,
@@ -70,20 +71,8 @@ def random_generator(kwargs: dict, seed: int):
     rng = np.random.default_rng(seed)
     variables = jax.tree.map(lambda s: rng.standard_normal(s.shape, dtype=np.float32), variable_shapes(config))
     state, buffers = nvidia_generator_state(variables)
-    fp16_res = max(2 ** (int(np.log2(config.img_resolution)) + 1 - config.num_fp16_res), 8)
-
-    def module_state(path: str) -> dict:
-        if path == "":
-            return {"_init_kwargs": kwargs}
-        cls = generator_class(path)
-        if cls == "SynthesisBlock":
-            res = int(path.split(".b")[1])
-            return {"architecture": "skip", "use_fp16": res >= fp16_res, "resolution": res}
-        if cls in ("SynthesisLayer", "ToRGBLayer"):
-            return {"conv_clamp": 256}
-        return {}
-
-    return module_tree(state, buffers, generator_class, module_state)
+    attributes = generator_attributes(config.img_resolution, config.architecture, config.conv_clamp, config.num_fp16_res)
+    return generator_module(kwargs, state, buffers, attributes)
 
 
 def build_pickle(path: Path, resolution: int) -> None:

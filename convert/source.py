@@ -76,6 +76,8 @@ def load_source(path: str | os.PathLike) -> Checkpoint:
     Every failure is a one-line GvjaxError naming the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UnsupportedCheckpointError(f"{path} is a directory, not an NVIDIA .pkl or rosinality .pt file")
     obj = load_torch_file(path)  # its errors already name the file
     try:
         fmt = source_format(obj)

@@ -250,6 +250,46 @@ def generator_class(path: str) -> str:
     )
 
 
+def generator_attributes(
+    img_resolution: int, architecture: str = "skip", conv_clamp: float | None = None, num_fp16_res: int = 0
+) -> Callable[[str], dict]:
+    """module path -> the plain attributes stylegan2-ada-pytorch pickles for a Generator's modules.
+
+    Blocks: `resolution`, `architecture`, `use_fp16` (res >= max(2**(log2(R) + 1 - num_fp16_res), 8));
+    SynthesisLayer / ToRGBLayer: `conv_clamp`.
+    """
+    fp16_res = max(2 ** (int(np.log2(img_resolution)) + 1 - num_fp16_res), 8)
+
+    def attributes(path: str) -> dict:
+        cls = generator_class(path)
+        if cls == "SynthesisBlock":
+            res = int(path.split(".b")[1])
+            return {"resolution": res, "architecture": architecture, "use_fp16": res >= fp16_res}
+        if cls in ("SynthesisLayer", "ToRGBLayer"):
+            return {"conv_clamp": conv_clamp}
+        return {}
+
+    return attributes
+
+
+def generator_module(
+    init_kwargs: dict,
+    state: dict[str, np.ndarray],
+    buffers: set[str],
+    attributes: Callable[[str], dict] = lambda path: {},
+    class_name: str = "Generator",
+) -> Reduce:
+    """An NVIDIA persistent generator: its state dict, `init_kwargs` at the root, `attributes(path)` per module."""
+
+    def state_of(path: str) -> dict:
+        extra = dict(attributes(path))
+        if path == "":
+            extra["_init_kwargs"] = init_kwargs
+        return extra
+
+    return module_tree(state, buffers, lambda path: class_name if path == "" else generator_class(path), state_of)
+
+
 def discriminator_class(path: str) -> str:
     """NVIDIA class name of a discriminator submodule path ('' -> Discriminator)."""
     if path == "":
