@@ -127,6 +127,14 @@ def _parse_size(text: Optional[str]):
     return int(m.group(1)), int(m.group(2))
 
 
+def _timeline_path(spec: Optional[str]) -> Optional[str]:
+    """An existing TOML path (made absolute, for OUT.json) or a preset name, as given."""
+    if spec is None:
+        return None
+    path = pathlib.Path(spec)
+    return str(path.absolute()) if path.exists() else spec
+
+
 @app.command()
 def render(
     song: Optional[pathlib.Path] = typer.Argument(None, help="The song (wav, flac, ogg, mp3). Omit with --demo or --from."),
@@ -154,6 +162,7 @@ def render(
     laps_per_minute: Optional[float] = typer.Option(None, help="Instead of --laps: a fixed average speed."),
     stem: list[str] = typer.Option([], help="FEATURE=FILE: compute FEATURE from a separate audio file (repeatable)."),
     dtype: str = typer.Option("float32", help="Compute dtype: float32 or bfloat16."),
+    timeline: Optional[str] = typer.Option(None, help="Timeline TOML of sections and feature warps (or a preset: original, all-warps)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
     """Render SONG into a video whose motion follows the music."""
@@ -186,7 +195,7 @@ def render(
             truncation_psi=trunc, start=start, duration=duration, size=_parse_size(size), batch=batch, crf=crf,
             preview=preview, noise_mode=noise_mode, drive=drive, base_speed=base_speed, speed_gain=speed_gain,
             laps=laps if laps is not None or laps_per_minute is not None else 1.0, laps_per_minute=laps_per_minute,
-            stems=tuple(stems), dtype=dtype,
+            stems=tuple(stems), dtype=dtype, timeline=_timeline_path(timeline),
         )
     if out is None:
         raise GvjaxError("give the output video with -o OUT.mp4")

@@ -39,6 +39,8 @@ class RenderConfig:
       stems: feature name -> separate audio file for that feature (the mix is muxed).
       dtype: 'float32' or 'bfloat16' synthesis compute.
       features: audio analysis options.
+      timeline: a timeline TOML (sections of travel and warps; a preset name from
+        render/presets/ works too). It replaces the travel options above.
     """
 
     fps: float = 30.0
@@ -64,6 +66,7 @@ class RenderConfig:
     stems: tuple[tuple[str, str], ...] = ()
     dtype: str = "float32"
     features: FeatureConfig = FeatureConfig()
+    timeline: str | None = None
 
     def __post_init__(self):
         def bad(msg):

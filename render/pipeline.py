@@ -21,10 +21,12 @@ from gvjax.audio import audio_duration, compute_features
 from gvjax.checkpoint import Checkpoint
 from gvjax.errors import GvjaxError
 from gvjax.model import Generator
-from gvjax.spline import advance_times, keyframes_from_npy, keyframes_from_seeds
+from gvjax.spline import keyframes_from_npy, keyframes_from_seeds
+from gvjax.warps import channel_mask, cluster_channels
 
 from gvjax.render.config import SPLINE_ALPHAS, RenderConfig
-from gvjax.render.step import FrameSpec, RenderStep, check_preview
+from gvjax.render.step import FrameSpec, RenderStep, check_preview, check_warps
+from gvjax.render.timeline import Section, Timeline, load_timeline, plan_frames
 from gvjax.render.video import VideoWriter, mux_audio
 
 PACKAGES = ("gvjax", "jax", "jaxlib", "flax", "numpy", "librosa", "imageio-ffmpeg")
@@ -80,19 +82,56 @@ def check_output_writable(out: pathlib.Path) -> None:
         raise GvjaxError(f"output directory {parent} is not writable: {e.strerror}") from None
 
 
-def make_keyframes(cfg: RenderConfig, ckpt: Checkpoint) -> np.ndarray:
-    """`[N, num_ws, w_dim]` keyframes from `cfg.keyframes_npy` or from seeds (mapping + truncation)."""
+def section_keyframes(section: Section, ckpt: Checkpoint, keyframes_npy: str | None = None) -> np.ndarray:
+    """`[N, num_ws, w_dim]` keyframes of a section: from a `.npy`, or seeds through mapping + truncation."""
     gcfg = ckpt.config
-    if cfg.keyframes_npy:
-        return keyframes_from_npy(cfg.keyframes_npy, num_ws=gcfg.num_ws, w_dim=gcfg.w_dim)
+    if keyframes_npy:
+        return keyframes_from_npy(keyframes_npy, num_ws=gcfg.num_ws, w_dim=gcfg.w_dim)
     if gcfg.c_dim:
         raise GvjaxError("conditional models are not supported by render yet")
-    seeds = cfg.keyframe_seeds
-    if seeds is None:
-        seeds = tuple(int(s) for s in np.random.RandomState(cfg.seed).randint(0, 2**31 - 1, cfg.num_keyframes))
     gen = Generator(gcfg)
-    map_fn = jax.jit(lambda z: gen.apply(ckpt.variables, z, truncation_psi=cfg.truncation_psi, method="map"))
-    return keyframes_from_seeds(seeds, map_fn, z_dim=gcfg.z_dim)
+    map_fn = jax.jit(lambda z: gen.apply(ckpt.variables, z, truncation_psi=section.truncation_psi, method="map"))
+    return keyframes_from_seeds(section.keyframe_seeds(), map_fn, z_dim=gcfg.z_dim)
+
+
+def default_timeline(cfg: RenderConfig) -> Timeline:
+    """The one-section timeline of a render without --timeline: travel only, from cfg's options."""
+    return Timeline((Section(
+        start=0.0, seeds=cfg.keyframe_seeds, keyframes=cfg.num_keyframes, seed=cfg.seed,
+        truncation_psi=cfg.truncation_psi, laps=cfg.laps, laps_per_minute=cfg.laps_per_minute,
+        drive=cfg.drive, base_speed=cfg.base_speed, speed_gain=cfg.speed_gain,
+    ),))
+
+
+def channel_masks(slots, ckpt: Checkpoint, keyframes: np.ndarray, cache_dir: pathlib.Path | None) -> dict[int, np.ndarray]:
+    """`[C]` masks of the 'channels' warps (index list, random fraction or k-means cluster)."""
+    masks = {}
+    for k, w in enumerate(slots):
+        if w.kind != "channels":
+            continue
+        c = ckpt.config.channels(w.resolution)
+        labels = None
+        if w.p("cluster") >= 0:
+            labels = cluster_labels(ckpt, keyframes, w.resolution, int(w.p("clusters")), int(w.p("seed")), cache_dir)
+        masks[k] = channel_mask(c, channels=w.p("channels"), fraction=w.p("fraction"), seed=int(w.p("seed")), labels=labels, cluster=int(w.p("cluster")))
+    return masks
+
+
+def cluster_labels(ckpt: Checkpoint, keyframes: np.ndarray, res: int, k: int, seed: int, cache_dir: pathlib.Path | None) -> np.ndarray:
+    """k-means labels `[C]` of the channels at block `res`, from the keyframes' features; cached in `cache_dir`."""
+    cache = None if cache_dir is None else cache_dir / "clusters" / f"res{res}_k{k}_seed{seed}.npy"
+    if cache is not None and cache.exists():
+        return np.load(cache)
+    gen = Generator(ckpt.config)
+    x, _ = jax.vmap(lambda w: gen.apply(ckpt.variables, w, upto_res=res, method="run_blocks"))(jnp.asarray(keyframes))
+    labels = cluster_channels(np.asarray(x), k, seed=seed)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(exist_ok=True)
+            np.save(cache, labels)
+        except OSError:
+            pass  # a read-only checkpoint directory: recompute next time
+    return labels
 
 
 class Progress:
@@ -141,6 +180,8 @@ def render_video(
     out = pathlib.Path(out)
     song = pathlib.Path(song)
     check_output_writable(out)
+    timeline = load_timeline(cfg.timeline) if cfg.timeline else default_timeline(cfg)
+    check_warps(ckpt.config, timeline.slots)
     total_seconds = audio_duration(song)
     if cfg.start >= total_seconds:
         raise GvjaxError(f"--start {cfg.start:g}s is past the end of {song.name} ({total_seconds:.2f}s)")
@@ -151,16 +192,17 @@ def render_video(
     n_frames = features.n_frames
     if n_frames < 1:
         raise GvjaxError(f"{song.name}: the rendered range is shorter than one frame at {cfg.fps:g} fps")
-    times = advance_times(
-        features[cfg.drive], base_speed=cfg.base_speed, gain=cfg.speed_gain, laps=cfg.laps,
-        laps_per_minute=cfg.laps_per_minute, fps=cfg.fps,
-    )
-    keyframes = make_keyframes(cfg, ckpt)
+    plan = plan_frames(timeline, features, fps=cfg.fps, start=cfg.start)
+    keyframes = [section_keyframes(sec, ckpt, None if cfg.timeline else cfg.keyframes_npy) for sec in timeline.sections]
     res = ckpt.config.img_resolution
     width, height = cfg.size or (res, res)
-    spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res)
+    slots = timeline.slots
+    spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots)
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.dtype]
-    step = RenderStep(ckpt.config, ckpt.variables, keyframes, spec, batch=cfg.batch, seed=cfg.seed, dtype=dtype)
+    cache_dir = pathlib.Path(model_spec) if model_spec and pathlib.Path(model_spec).is_dir() else None
+    masks = channel_masks(slots, ckpt, keyframes[0], cache_dir)
+    step = RenderStep(ckpt.config, ckpt.variables, spec, batch=cfg.batch, seed=cfg.seed, dtype=dtype, masks=masks)
+    batches = [(a, min(a + step.batch, b)) for a, b in plan.segments() for a in range(a, b, step.batch)]
 
     tmp_video = out.with_name(f".{out.name}.video.mp4")
     tmp_out = out.with_name(f".{out.name}.tmp.mp4")
@@ -171,9 +213,10 @@ def render_video(
         try:
             pending = None  # (device frames, count): fetch batch i while batch i+1 computes
             t_warm = None
-            for first in range(0, n_frames, step.batch):
-                idx = np.arange(first, min(first + step.batch, n_frames))
-                frames = step(times[idx], idx)
+            for first, last in batches:
+                idx = np.arange(first, last)
+                sa, sb = int(plan.section_a[first]), int(plan.section_b[first])
+                frames = step(keyframes[sa], plan.t_a[idx], keyframes[sb], plan.t_b[idx], plan.fade[idx], idx, plan.strengths[idx])
                 if pending is not None:
                     writer.write(np.asarray(pending[0])[: pending[1]])
                     bar.update(first)

@@ -168,20 +168,20 @@ def test_frames_shard_over_two_devices(tmp_path):
     """With 2 (forced host) devices the batch is split over both and the frames equal a plain vmap."""
     code = r'''
 import jax, jax.numpy as jnp, numpy as np
-from gvjax.bundled import BUNDLED_CONFIG
 from gvjax.config import GeneratorConfig
 from gvjax.model import Generator, init_variables
-from gvjax.render.step import FrameSpec, RenderStep, frame_fn
+from gvjax.render.step import FrameSpec, RenderStep, to_uint8
+from gvjax.spline import sample_spline
 assert len(jax.devices()) == 2
 cfg = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2, channel_base=128, channel_max=16)
 v = init_variables(cfg, jax.random.key(0))
-keys = np.random.RandomState(0).randn(3, cfg.num_ws, 16).astype(np.float32)
-spec = FrameSpec(16, 16)
-step = RenderStep(cfg, v, keys, spec, batch=6, seed=0)
+kf = np.random.RandomState(0).randn(3, cfg.num_ws, 16).astype(np.float32)
+step = RenderStep(cfg, v, FrameSpec(16, 16, spline_alpha=0.0), batch=6, seed=0)
 t = np.linspace(0, 0.9, 6).astype(np.float32); idx = np.arange(6)
-out = step(t, idx)
+out = step(kf, t, kf, t, np.zeros(6), idx, None)
 assert len(out.sharding.device_set) == 2, out.sharding
-ref = jax.vmap(frame_fn(Generator(cfg, modconv="shared"), spec), in_axes=(None, None, 0, 0, None))(v, jnp.asarray(keys), t, idx, jax.random.key(0))
+gen = Generator(cfg)
+ref = jax.vmap(lambda t: to_uint8(gen.apply(v, sample_spline(jnp.asarray(kf), t, alpha=0.0), method="synthesize")))(t)
 diff = np.abs(np.asarray(out).astype(int) - np.asarray(ref).astype(int)).max()
 assert diff <= 1, diff
 print("ok", diff)
