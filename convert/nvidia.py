@@ -134,7 +134,7 @@ def _one_value(values: list, what: str):
         if v not in distinct:
             distinct.append(v)
     if len(distinct) > 1:
-        raise GvjaxError(f"the pickled synthesis modules disagree on {what}: {distinct}")
+        raise GvjaxError(f"the pickled modules disagree on {what}: {distinct}")
     return distinct[0]
 
 
@@ -153,6 +153,28 @@ def module_overrides(attrs: dict[str, dict]) -> dict[str, Any]:
     if archs:
         out["architecture"] = _one_value(archs, "the architecture")
     clamps = [a["conv_clamp"] for a in layers if "conv_clamp" in a]
+    if clamps:
+        out["conv_clamp"] = _one_value(clamps, "conv_clamp")
+    fp16 = [a["use_fp16"] for a in blocks if "use_fp16" in a]
+    if fp16:
+        out["num_fp16_res"] = sum(bool(v) for v in fp16)
+    return out
+
+
+def discriminator_overrides(attrs: dict[str, dict]) -> dict[str, Any]:
+    """`architecture`, `conv_clamp`, `num_fp16_res` of a pickled Discriminator, from its modules' attributes.
+
+    The counterpart of `module_overrides` (the stylegan3 repo does not store these D kwargs
+    either): DiscriminatorBlock carries `architecture` and `use_fp16`; the Conv2dLayers carry
+    `conv_clamp`, except the resnet `skip` convs, which NVIDIA builds without one.
+    """
+    blocks = [a for a in attrs.values() if a.get("class_name") == "DiscriminatorBlock"]
+    convs = [a for p, a in attrs.items() if a.get("class_name") == "Conv2dLayer" and not p.endswith(".skip")]
+    out: dict[str, Any] = {}
+    archs = [a["architecture"] for a in blocks if "architecture" in a]
+    if archs:
+        out["architecture"] = _one_value(archs, "the architecture")
+    clamps = [a["conv_clamp"] for a in convs if "conv_clamp" in a]
     if clamps:
         out["conv_clamp"] = _one_value(clamps, "conv_clamp")
     fp16 = [a["use_fp16"] for a in blocks if "use_fp16" in a]

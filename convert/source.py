@@ -128,12 +128,22 @@ def _generator(obj: Any, name: str) -> tuple[GeneratorConfig, dict, dict[str, An
 
 
 def _raw_network(obj: Any, name: str) -> tuple[dict, dict[str, Any]]:
-    """(variables, {class_name, init_kwargs}) of a pickled network kept as its raw state (D)."""
+    """(variables, {class_name, init_kwargs, module_overrides, format}) of a pickled D kept as its raw state.
+
+    module_overrides: `nvidia.discriminator_overrides`, what the modules say about
+    architecture / conv_clamp / num_fp16_res (the stylegan3 repo leaves them out of the kwargs).
+    """
     if not isinstance(obj, PersistentObject):
         raise UnsupportedCheckpointError(f"{name} is not an NVIDIA network module ({type(obj).__name__})")
     attrs = module_attributes(obj)
     variables = nvidia.nest(module_state_dict(obj), module_buffer_names(obj))
-    return variables, {"class_name": obj.class_name, "init_kwargs": attrs[""]["init_kwargs"], "format": "nvidia-pkl"}
+    info = {
+        "class_name": obj.class_name,
+        "init_kwargs": attrs[""]["init_kwargs"],
+        "module_overrides": nvidia.discriminator_overrides(attrs),
+        "format": "nvidia-pkl",
+    }
+    return variables, info
 
 
 def _from_nvidia(obj: dict) -> tuple[GeneratorConfig, dict, dict, dict]:

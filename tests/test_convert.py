@@ -16,8 +16,11 @@ from checkpoint_writer import (
     FIR,
     EasyDict,
     Namespace,
+    discriminator_class,
     generator_attributes,
     generator_module,
+    module_tree,
+    nvidia_discriminator_state,
     nvidia_generator_state,
     write_nvidia_pickle,
     write_torch_zip,
@@ -120,7 +123,7 @@ def test_nvidia_round_trip_reproduces_expected(converted, name):
     check("img_none", nchw(synthesis_fn(gen, v, "none")(e["ws"])))
     check("img_wrand_const", nchw(synth(e["ws_rand"])))
     c = e["c"] if ckpt.config.c_dim else None
-    full = jax.vmap(lambda z, c: gen.apply(v, z, c, truncation_psi=0.7), in_axes=(0, None if c is None else 0))
+    full = jax.jit(jax.vmap(lambda z, c: gen.apply(v, z, c, truncation_psi=0.7), in_axes=(0, None if c is None else 0)))
     check("img_psi07_const", nchw(full(e["z"], c)))
     mapping_acts, synthesis_acts = activations(gen, v, e["z"], e["c"], e["ws"])
     for key in (k for k in e if k.startswith("act.")):
@@ -162,7 +165,7 @@ def test_rosinality_round_trip_reproduces_expected(converted):
     check("img_w_zero_noise", nchw(synthesis_fn(gen, v, "none")(ws)))  # noise=[zeros]: adds nothing
     check("wplus", np.stack([np.asarray(mapping_fn(gen, v)(z, no_label))[:, 0] for z in e["z_wplus"]], axis=1))
     check("img_wplus", nchw(synthesis_fn(gen, v)(e["wplus"])))
-    check("img_z_psi07", nchw(jax.vmap(lambda z: gen.apply(v, z, truncation_psi=0.7))(e["z"])))
+    check("img_z_psi07", nchw(jax.jit(jax.vmap(lambda z: gen.apply(v, z, truncation_psi=0.7)))(e["z"])))
     mapping_acts, synthesis_acts = activations(gen, v, e["z"], no_label, ws)
     for key in (k for k in e if k.startswith("act.")):
         check(key, _rosi_activation(key, mapping_acts, synthesis_acts))
@@ -194,7 +197,10 @@ def test_nvidia_networks_and_provenance(converted, name):
     assert prov["format"] == "nvidia-pkl" and prov["source_name"] == f"{name}.pkl"
     assert prov["class_name"] == "training.networks.Generator"
     assert prov["init_kwargs"] == meta["G_init_kwargs"] and prov["num_fp16_res"] == 0
-    assert ckpt.extra["D"] == {"class_name": "Discriminator", "init_kwargs": meta["D_init_kwargs"], "format": "nvidia-pkl"}
+    assert ckpt.extra["D"] == {
+        "class_name": "Discriminator", "init_kwargs": meta["D_init_kwargs"], "format": "nvidia-pkl",
+        "module_overrides": {"architecture": "resnet", "conv_clamp": None, "num_fp16_res": 0},
+    }
     assert ckpt.extra["training_set_kwargs"]["resolution"] == 32
     assert ("augment_pipe" in ckpt.extra) == (name != "ada_micro_resnet")
     assert [p.name for p in dst.parent.iterdir() if p.name.startswith(".")] == []  # no temporary sibling left
@@ -258,16 +264,39 @@ FLAT_KWARGS = {  # the stylegan3 repo's networks_stylegan2: synthesis kwargs fla
 }
 
 
+def stylegan3_repo_discriminator(d_kwargs):
+    """A 32x32 D as the stylegan3 repo pickles it: kwargs without conv_clamp / num_fp16_res, modules with them."""
+    state, buffers = nvidia_discriminator_state(32, channel_base=256, channel_max=32)
+
+    def attributes(path):
+        if path == "":
+            return {"_init_kwargs": d_kwargs}
+        cls = discriminator_class(path)
+        if cls == "DiscriminatorBlock":
+            return {"architecture": "resnet", "use_fp16": int(path[1:]) >= 16}  # num_fp16_res=2 at 32x32
+        if cls == "Conv2dLayer":
+            return {"conv_clamp": None if path.endswith(".skip") else 256}  # NVIDIA's skip convs have no clamp
+        return {}
+
+    return module_tree(state, buffers, discriminator_class, attributes), state
+
+
 def test_stylegan3_repo_pickle_takes_clamp_and_fp16_from_module_state(tmp_path):
     state, buffers = fixture_generator_state()
     attrs = generator_attributes(32, "skip", conv_clamp=256, num_fp16_res=2)
+    d_kwargs = {"c_dim": 0, "img_resolution": 32, "img_channels": 3, "channel_base": 256, "channel_max": 32,
+                "block_kwargs": {"freeze_layers": 0}, "mapping_kwargs": {}, "epilogue_kwargs": {"mbstd_group_size": 4}}
+    d_module, d_state = stylegan3_repo_discriminator(d_kwargs)
     src = tmp_path / "sg3repo.pkl"
-    write_nvidia_pickle(src, {"G": None, "D": None, "G_ema": generator_module(FLAT_KWARGS, state, buffers, attrs)})
+    write_nvidia_pickle(src, {"G": None, "D": d_module, "G_ema": generator_module(FLAT_KWARGS, state, buffers, attrs)})
     ckpt = load_source(src)
     assert ckpt.config.conv_clamp == 256.0 and ckpt.config.num_fp16_res == 2 and ckpt.config.architecture == "skip"
     assert ckpt.provenance["class_name"] == "training.networks_stylegan2.Generator"
     assert ckpt.provenance["init_kwargs"] == FLAT_KWARGS and ckpt.provenance["num_fp16_res"] == 2
-    assert list(ckpt.networks) == ["G_ema"]
+    assert list(ckpt.networks) == ["G_ema", "D"]
+    assert ckpt.extra["D"]["init_kwargs"] == d_kwargs
+    assert ckpt.extra["D"]["module_overrides"] == {"architecture": "resnet", "conv_clamp": 256, "num_fp16_res": 2}
+    assert_same_arrays(flat(ckpt.networks["D"]), {("buffers." if k.endswith("resample_filter") else "params.") + k: v for k, v in d_state.items()})
     # same weights as ada_micro_skip: same images (its activations stay far below the clamp)
     _, e = load_expected("ada_micro_skip")
     assert_close(nchw(synthesis_fn(Generator(ckpt.config), ckpt.variables)(e["ws"])), e["img_const"], "img_const")

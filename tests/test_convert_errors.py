@@ -135,7 +135,7 @@ ERRORS = {
     "unknown class": (lambda t: _skip_generator(t, "odd.pkl", class_name="MyGenerator"), "unknown generator class 'MyGenerator'"),
     "unknown architecture (kwargs)": (_unknown_architecture, "unknown architecture 'fancy'"),
     "unknown architecture (module state)": (_unknown_architecture_in_module_state, "unknown architecture 'fancy'"),
-    "modules disagree": (_disagreeing_modules, "disagree on conv_clamp"),
+    "modules disagree": (_disagreeing_modules, "modules disagree on conv_clamp"),
     "kwargs disagree with tensors": (_wrong_shapes, "shape"),
 }
 
