@@ -166,10 +166,10 @@ class RenderStep:
         self._variables = jax.device_put(variables, rep)
         self._key = jax.device_put(jax.random.key(seed), rep)
         r = config.block_resolutions
-        self._histories = {
+        self._histories = jax.device_put({
             k: jnp.zeros((w.history, w.resolution, w.resolution, config.channels(w.resolution)), dtype)
             for k, w in enumerate(spec.warps) if w.kind == "slitscan" and w.resolution < (spec.preview_res or r[-1])
-        }
+        }, rep)
         self._first = True
         self.compilations = 0
 
