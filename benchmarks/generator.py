@@ -26,11 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gvjax.config import GeneratorConfig
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from gvjax.model import Generator, init_variables, modconv_for_batch
 
-BENCH_CONFIG = GeneratorConfig(
-    z_dim=512, w_dim=512, img_resolution=256, mapping_layers=8, channel_base=16384, channel_max=512, architecture="skip"
-)
+from benchmark_configs import BENCH_CONFIG  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 

@@ -3,6 +3,7 @@ peak RSS for a short against a long song.
 
     python benchmarks/render.py                      # bundled model, batch 8, 10 s and 120 s songs
     python benchmarks/render.py --model CKPT --batch 16 --short 10 --long 120
+    python benchmarks/render.py --warps              # frames/s with 0, 1 and 3 warps, 256^2 config
 
 End-to-end is the steady-state rate of `gvjax render`'s frame loop (spline, synthesis,
 uint8, device->host, H.264 encoding on the writer thread), from the end of the first batch
@@ -41,6 +42,40 @@ def generator_only_fps(ckpt, batch: int, seconds: float = 5.0) -> float:
     return calls * batch / (time.perf_counter() - t0)
 
 
+WARP_SETS = {
+    0: (),
+    1: (("slitscan", 32, {"delay": 12}),),
+    3: (("slitscan", 32, {"delay": 12}), ("strips", 16, {"count": 8}), ("rotate", 64, {"degrees": 30.0})),
+}
+
+
+def warp_fps(batch: int, seconds: float = 6.0) -> dict[int, float]:
+    """Render-step frames/s on the 256^2 benchmark config with 0, 1 and 3 warps (all at strength 0.5)."""
+    from benchmark_configs import BENCH_CONFIG
+
+    from gvjax.model import init_variables
+    from gvjax.render.step import FrameSpec, RenderStep
+    from gvjax.warps import WarpSpec
+
+    config = BENCH_CONFIG
+    variables = jax.device_get(init_variables(config, jax.random.key(0)))
+    kf = np.random.RandomState(0).randn(4, config.num_ws, config.w_dim).astype(np.float32)
+    out = {}
+    for n, warps in WARP_SETS.items():
+        specs = tuple(WarpSpec.make(kind, res, **params) for kind, res, params in warps)
+        step = RenderStep(config, variables, FrameSpec(256, 256, warps=specs), batch=batch, seed=0)
+        idx = np.arange(batch)
+        t = idx / 1000.0
+        strengths = np.full((batch, max(len(specs), 1)), 0.5, np.float32)
+        jax.block_until_ready(step(kf, t, kf, t, np.zeros(batch), idx, strengths))
+        calls, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or calls < 2:
+            jax.block_until_ready(step(kf, t, kf, t, np.zeros(batch), idx + calls * batch, strengths))
+            calls += 1
+        out[n] = calls * batch / (time.perf_counter() - t0)
+    return out
+
+
 def end_to_end_fps(model: str, batch: int, song: pathlib.Path, out: pathlib.Path) -> float:
     from gvjax.cli import load_model
     from gvjax.render.config import RenderConfig
@@ -71,7 +106,14 @@ def main(argv=None) -> None:
     p.add_argument("--short", type=float, default=10.0, help="seconds of the short song")
     p.add_argument("--long", type=float, default=120.0, help="seconds of the long song")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--warps", action="store_true", help="only: frames/s with 0, 1, 3 warps on the 256^2 config")
     args = p.parse_args(argv)
+    if args.warps:
+        fps = warp_fps(args.batch)
+        result = {f"frames_per_s_{n}_warps": v for n, v in fps.items()}
+        result.update({f"slowdown_{n}_warps": 1 - fps[n] / fps[0] for n in fps if n})
+        print(json.dumps(result) if args.json else "\n".join(f"{k:24s} {v:.3f}" for k, v in result.items()))
+        return
 
     from gvjax.cli import load_model
     from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
