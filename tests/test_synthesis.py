@@ -113,3 +113,30 @@ def test_bfloat16_compute_keeps_float32_params_and_is_close(nvidia_fixture):
     peak = float(jnp.abs(f32).max())
     psnr = 10 * np.log10(peak**2 / float(jnp.mean((bf16 - f32) ** 2)))
     assert 20 < psnr < 80, psnr  # bf16 has 8 mantissa bits: close, but not float32-exact
+
+
+def test_conv_clamp_bounds_every_layer():
+    """conv_clamp c: SynthesisLayer outputs within c * gain, ToRGB within c; None leaves them free."""
+    import dataclasses
+
+    from gvjax.config import GeneratorConfig
+    from gvjax.model import init_variables
+
+    base = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2, channel_base=128, channel_max=16, architecture="resnet")
+    variables = init_variables(base, jax.random.key(3))
+    ws = jax.random.normal(jax.random.key(4), (base.num_ws, base.w_dim)) * 3.0
+
+    def outputs(config):
+        _, state = Generator(config).apply(variables, ws, method="synthesize", capture_intermediates=True, mutable=["intermediates"])
+        syn = state["intermediates"]["synthesis"]
+        return {(b, l): np.asarray(v["__call__"][0]) for b, layers in syn.items() if b.startswith("b") for l, v in layers.items() if l in ("conv0", "conv1", "torgb", "skip")}
+
+    free = outputs(base)
+    clamp = 0.05
+    clamped = outputs(dataclasses.replace(base, conv_clamp=clamp))
+    assert max(np.abs(v).max() for v in free.values()) > 4 * clamp  # clamping is not a no-op here
+    for (block, layer), value in clamped.items():
+        # resnet: conv1 and skip run with gain sqrt(0.5), so their clamp is c * sqrt(0.5)
+        bound = clamp * (np.sqrt(0.5) if layer in ("skip",) or (layer == "conv1" and block != "b4") else 1.0)
+        assert np.abs(value).max() <= bound + 1e-6, (block, layer)
+        assert np.abs(value).max() >= 0.5 * bound, (block, layer)  # and it is reached
