@@ -38,8 +38,13 @@ def d_collection_of(name: str) -> str | None:
     raise GvjaxError(f"unexpected discriminator tensor {name!r}: not a StyleGAN2 (stylegan2-ada-pytorch) discriminator")
 
 
-def d_config_from_init_kwargs(kwargs: dict[str, Any]) -> DiscriminatorConfig:
-    """DiscriminatorConfig from NVIDIA's Discriminator init kwargs (nested `*_kwargs` or flat)."""
+def d_config_from_init_kwargs(kwargs: dict[str, Any], module_overrides: dict[str, Any] | None = None) -> DiscriminatorConfig:
+    """DiscriminatorConfig from NVIDIA's Discriminator init kwargs (`block_kwargs`, `mapping_kwargs`, `epilogue_kwargs`).
+
+    `module_overrides` (`architecture`, `conv_clamp`, `num_fp16_res` read from the pickled
+    modules by the converter) win over the kwargs, which the stylegan3 repo leaves incomplete.
+    """
+    kwargs = {**kwargs, **(module_overrides or {})}
     block = dict(kwargs.get("block_kwargs") or {})
     mapping = dict(kwargs.get("mapping_kwargs") or {})
     epilogue = dict(kwargs.get("epilogue_kwargs") or {})
@@ -122,6 +127,6 @@ def load_discriminator(raw: dict, info: dict[str, Any]) -> tuple[DiscriminatorCo
         raise GvjaxError(f"discriminator from a {fmt or 'unknown'} source is not supported (NVIDIA pickles only)")
     if class_name not in D_CLASSES:
         raise GvjaxError(f"unknown discriminator class {class_name!r}: expected a StyleGAN2 'Discriminator'")
-    config = d_config_from_init_kwargs(info.get("init_kwargs") or {})
+    config = d_config_from_init_kwargs(info.get("init_kwargs") or {}, info.get("module_overrides"))
     state = {**flatten(raw.get("params", {})), **flatten(raw.get("buffers", {}))}
     return config, d_variables_from_state_dict(state, config)

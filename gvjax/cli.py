@@ -254,6 +254,94 @@ def inspect(
     typer.echo("parameters:  " + "  ".join(f"{name} {n:,}" for name, n in info["parameters"].items()))
 
 
+def _training_start(spec: str):
+    """A gvjax.train.run.StartModel from a model spec: G_ema, G and D as the model has them.
+
+    A converted NVIDIA pickle's D goes through the converter's name table; a D gvjax wrote is
+    used as is; other discriminators (rosinality) are reported and replaced by a fresh D.
+    """
+    from gvjax.bundled import BUNDLED_NAME, bundled_model
+    from gvjax.convert import load_any
+    from gvjax.convert.nvidia_d import load_discriminator
+    from gvjax.discriminator import load_gvjax_discriminator
+    from gvjax.train.run import StartModel
+
+    ckpt = bundled_model() if spec == BUNDLED_NAME else load_any(spec, all_networks=True)[0]
+    d_config = d = None
+    if "D" in ckpt.networks:
+        info = ckpt.extra.get("D") or {}
+        load = load_gvjax_discriminator if info.get("format") == "gvjax" else load_discriminator
+        try:
+            d_config, d = load(ckpt.networks["D"], info)
+        except GvjaxError as e:
+            typer.echo(f"warning: {e}; training starts from a fresh discriminator", err=True)
+    return StartModel(ckpt.config, ckpt.networks["G_ema"], ckpt.networks.get("G"), d_config, d, spec, ckpt.provenance)
+
+
+@app.command()
+def train(
+    data: pathlib.Path = typer.Argument(..., help="Training images: a folder or zip of png/jpg (centre-cropped and resized)."),
+    from_model: Optional[str] = typer.Option(None, "--from", help=MODEL_HELP + " Not needed with --resume."),
+    out: pathlib.Path = typer.Option(..., "--out", help="Run directory (config, log.jsonl, sample grids, checkpoints, model/)."),
+    kimg: Optional[float] = typer.Option(None, help="Length in thousands of real images [default: 100; with --resume, the run's]."),
+    batch: int = typer.Option(16, help="Images per step, over all devices."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    seed: int = typer.Option(0, help="Seed of the data order, latents, noise and augmentation."),
+    gamma: Optional[float] = typer.Option(None, help="R1 weight [default: 0.0002 * res^2 / batch]."),
+    pl_weight: float = typer.Option(2.0, help="Path-length regularisation weight (0 disables)."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate of G and D [default: 0.0025]."),
+    ema_kimg: Optional[float] = typer.Option(None, help="Half-life of G_ema in kimg [default: batch * 10 / 32]."),
+    augment: str = typer.Option("xflip,translate,color,cutout", help="Augmentations, comma-separated, or 'none'."),
+    ada_target: Optional[float] = typer.Option(0.6, help="ADA target of E[sign(D(real))]; p is fixed when given --ada-fixed."),
+    ada_fixed: bool = typer.Option(False, "--ada-fixed", help="Keep the augmentation probability at --augment-p."),
+    augment_p: float = typer.Option(0.0, help="Initial augmentation probability."),
+    ada_kimg: float = typer.Option(500.0, help="ADA speed: kimg for p to move by 1."),
+    snap: float = typer.Option(4.0, help="Checkpoint interval, kimg."),
+    sample_kimg: float = typer.Option(4.0, help="Sample-grid interval, kimg."),
+    keep: int = typer.Option(3, help="Checkpoints to keep."),
+):
+    """Train (fine-tune) a StyleGAN2 on a folder of images, starting from --from."""
+    from gvjax.train.config import TrainConfig
+    from gvjax.train.run import train as run_training
+
+    if resume:
+        config, start = None, (lambda: _training_start(from_model)) if from_model else None
+    else:
+        if from_model is None:
+            raise GvjaxError("give the starting model with --from (a checkpoint, .pkl/.pt file or 'bundled')")
+        names = () if augment.strip().lower() == "none" else tuple(a.strip() for a in augment.split(",") if a.strip())
+        config = TrainConfig(
+            batch=batch, kimg=100.0 if kimg is None else kimg, seed=seed, g_lr=lr, d_lr=lr, r1_gamma=gamma,
+            pl_weight=pl_weight, ema_kimg=ema_kimg, augment=names, augment_p=augment_p,
+            ada_target=None if ada_fixed else ada_target, ada_kimg=ada_kimg, snapshot_kimg=snap,
+            sample_kimg=sample_kimg, keep=keep,
+        )
+        start = _training_start(from_model)
+    result = run_training(data, out, config, start, resume=resume, kimg=kimg if resume else None, log=typer.echo)
+    typer.echo(
+        f"trained {result.steps} steps ({result.kimg:g} kimg) in {result.seconds:.0f}s, "
+        f"{result.images_per_second:.1f} images/s; wrote {result.model}"
+    )
+
+
+dataset_app = typer.Typer(no_args_is_help=True, help="Make training data sets.")
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("fruit")
+def dataset_fruit(
+    out: pathlib.Path = typer.Argument(..., help="Output folder (created; must not exist or be empty)."),
+    count: int = typer.Option(1000, min=1, help="Number of images."),
+    res: int = typer.Option(128, min=8, help="Side length in pixels."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same images."),
+):
+    """Procedural fruit on white: apples, oranges, lemons, pears, cherries, grapes, bananas, ..."""
+    from gvjax.train.fruit import write_fruit_dataset
+
+    path = write_fruit_dataset(out, count=count, resolution=res, seed=seed)
+    typer.echo(f"wrote {count} fruit images ({res}x{res}) to {path}")
+
+
 def main():
     """Console entry point: runs the app, turning GvjaxError into one line and exit code 2."""
     try:

@@ -275,3 +275,15 @@ def d_variable_shapes(config: DiscriminatorConfig) -> dict:
 
 def count_params(tree) -> int:
     return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tree)))
+
+
+def load_gvjax_discriminator(raw: dict, info: dict[str, Any]) -> tuple[DiscriminatorConfig, dict]:
+    """(config, variables) of a D that gvjax itself wrote into a checkpoint (`extra['D']['format'] == 'gvjax'`)."""
+    from gvjax.checkpoint import check_shapes
+
+    if info.get("format") != "gvjax" or not isinstance(info.get("config"), dict):
+        raise GvjaxError("the checkpoint's discriminator was not written by gvjax")
+    config = DiscriminatorConfig.from_dict(info["config"])
+    variables = {"params": raw.get("params", {})}
+    check_shapes(d_variable_shapes(config), variables, "D")
+    return config, variables
