@@ -186,11 +186,13 @@ class ToRGB(nn.Module):
 
 
 class SkipConv(nn.Module):
-    """Resnet skip path: 1x1 conv, no bias, 2x FIR up-sampling: `[H, W, C_in] -> [2H, 2W, C_out]`."""
+    """Resnet skip path: 1x1 conv, no bias, 2x FIR up-sampling: `[H, W, C_in] -> [2H, 2W, C_out]`.
+
+    Never clamped: NVIDIA builds the generator's skip layer without `conv_clamp`.
+    """
 
     in_channels: int
     out_channels: int
-    conv_clamp: float | None = None
     resample_filter: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)
     dtype: Any = jnp.float32
 
@@ -201,8 +203,7 @@ class SkipConv(nn.Module):
         x = ops.conv2d_resample(
             x, w.astype(x.dtype), f=ops.setup_filter(self.resample_filter, separable=True), up=2, precision=_precision(self.dtype)
         )
-        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return ops.bias_act(x, None, gain=gain, clamp=clamp)
+        return ops.bias_act(x, None, gain=gain)
 
 
 class SynthesisBlock(nn.Module):
@@ -242,10 +243,7 @@ class SynthesisBlock(nn.Module):
             conv0 = SynthesisLayer(in_ch, out_ch, up=2, name="conv0", **layer)
             conv1 = SynthesisLayer(out_ch, out_ch, name="conv1", **layer)
             if cfg.architecture == "resnet":
-                skip = SkipConv(
-                    in_ch, out_ch, conv_clamp=cfg.conv_clamp, resample_filter=cfg.resample_filter,
-                    dtype=self.dtype, name="skip",
-                )
+                skip = SkipConv(in_ch, out_ch, resample_filter=cfg.resample_filter, dtype=self.dtype, name="skip")
                 y = skip(x, gain=SQRT_HALF)
                 x = conv0(x, ws[0], noise_key=key(0), **noise)
                 x = conv1(x, ws[1], noise_key=key(1), gain=SQRT_HALF, **noise)
