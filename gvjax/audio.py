@@ -55,6 +55,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from gvjax.config import known_fields
 from gvjax.errors import GvjaxError
 
 SR = 22050
@@ -149,11 +150,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FeatureConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise GvjaxError(f"unknown audio feature config keys: {', '.join(unknown)}")
-        return cls(**d)
+        return cls(**known_fields(cls, d, "audio feature config"))
 
 
 @dataclasses.dataclass(frozen=True)

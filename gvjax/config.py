@@ -16,6 +16,14 @@ from gvjax.errors import GvjaxError
 ARCHITECTURES = ("orig", "skip", "resnet")
 
 
+def known_fields(cls, d: dict[str, Any], what: str) -> dict[str, Any]:
+    """`d` as keyword arguments of dataclass `cls`; an unknown key is a GvjaxError naming `what`."""
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise GvjaxError(f"unknown {what} keys: {', '.join(unknown)}")
+    return dict(d)
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratorConfig:
     """Shapes and constants of a StyleGAN2 generator.
@@ -120,8 +128,4 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GeneratorConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise GvjaxError(f"unknown generator config keys: {', '.join(unknown)}")
-        return cls(**d)
+        return cls(**known_fields(cls, d, "generator config"))

@@ -23,7 +23,7 @@ import numpy as np
 from jax import lax
 
 from gvjax import ops
-from gvjax.config import GeneratorConfig
+from gvjax.config import GeneratorConfig, known_fields
 from gvjax.errors import GvjaxError
 
 SQRT_HALF = math.sqrt(0.5)
@@ -105,11 +105,7 @@ class DiscriminatorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DiscriminatorConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise GvjaxError(f"unknown discriminator config keys: {', '.join(unknown)}")
-        return cls(**d)
+        return cls(**known_fields(cls, d, "discriminator config"))
 
 
 def _normal(shape, scale: float = 1.0):

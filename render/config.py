@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from gvjax.audio import FEATURES, FeatureConfig
+from gvjax.config import known_fields
 from gvjax.errors import GvjaxError
 from gvjax.model import NOISE_MODES
 
@@ -115,11 +116,7 @@ class RenderConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RenderConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise GvjaxError(f"unknown render config keys: {', '.join(unknown)}")
-        d = dict(d)
+        d = known_fields(cls, d, "render config")
         if "features" in d:
             d["features"] = FeatureConfig.from_dict(d["features"])
         for key in ("keyframe_seeds", "size"):

@@ -10,6 +10,7 @@ import dataclasses
 import math
 from typing import Any
 
+from gvjax.config import known_fields
 from gvjax.errors import GvjaxError
 
 
@@ -120,8 +121,4 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise GvjaxError(f"unknown train config keys: {', '.join(unknown)}")
-        return cls(**d)
+        return cls(**known_fields(cls, d, "train config"))
