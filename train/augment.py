@@ -52,13 +52,12 @@ def translate(img: jnp.ndarray, key: jax.Array, p) -> jnp.ndarray:
 def color(img: jnp.ndarray, key: jax.Array, p) -> jnp.ndarray:
     """Brightness, contrast and (for RGB) saturation, each with probability p."""
     kb, kbp, kc, kcp, ks, ksp = jax.random.split(key, 6)
-    b = jnp.where(_fires(kbp, p), jax.random.normal(kb, ()) * BRIGHTNESS_STD, 0.0)
-    c = jnp.where(_fires(kcp, p), jnp.exp2(jax.random.normal(kc, ()) * CONTRAST_STD), 1.0)
-    img = (img + b) * c
+    img = jnp.where(_fires(kbp, p), img + jax.random.normal(kb, ()) * BRIGHTNESS_STD, img)
+    img = jnp.where(_fires(kcp, p), img * jnp.exp2(jax.random.normal(kc, ()) * CONTRAST_STD), img)
     if img.shape[-1] == 3:
-        s = jnp.where(_fires(ksp, p), jnp.exp2(jax.random.normal(ks, ()) * SATURATION_STD), 1.0)
+        s = jnp.exp2(jax.random.normal(ks, ()) * SATURATION_STD)
         luma = jnp.mean(img, axis=-1, keepdims=True)  # projection on the axis (1, 1, 1) / sqrt(3)
-        img = luma + (img - luma) * s
+        img = jnp.where(_fires(ksp, p), luma + (img - luma) * s, img)
     return img
 
 

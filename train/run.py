@@ -162,7 +162,7 @@ def _save(manager, state: dict) -> None:
 def _abstract_state(nets, sharding) -> dict:
     g = variable_shapes(nets.g_config)
     d = d_variable_shapes(nets.d_config)
-    tree = jax.eval_shape(lambda g, d: init_state(nets, g, g, d, jax.random.key(0)), g, d)
+    tree = jax.eval_shape(lambda g, d: init_state(nets, g, g, d, 0), g, d)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), tree)
 
 
@@ -295,7 +295,7 @@ def train(
                 "devices": [str(d) for d in jax.devices()],
             }
             _write_json_atomic(run_dir / CONFIG_FILE, meta)
-        host_state = init_state(nets, g, g_ema, d, jax.random.key(config.seed))
+        host_state = init_state(nets, g, g_ema, d, config.seed)
         state = _put(jax.device_get(host_state), rep)
         zs = grid_z(g_config, config.grid)
         if primary:

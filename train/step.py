@@ -35,6 +35,11 @@ from gvjax.model import Generator, modconv_for_batch
 from gvjax.train.augment import ada_adjust, augment_batch
 from gvjax.train.config import TrainConfig
 
+#: PRNG of the training step: XLA's RngBitGenerator. It compiles in about half the time of
+#: threefry here (27 s vs 53 s for the 32^2 test step on 2 CPU cores); its streams are
+#: deterministic for a given program, which is what exact resume needs.
+RNG_IMPL = "unsafe_rbg"
+
 METRICS = ("loss_G", "loss_D", "loss_r1", "pl_penalty", "score_real", "score_fake", "augment_p", "r_t", "ema_beta")
 
 
@@ -100,8 +105,9 @@ def make_networks(g_config: GeneratorConfig, d_config: DiscriminatorConfig, trai
     return Networks(g_config, d_config, train.resolve(g_config.img_resolution), modconv_for_batch(train.batch))
 
 
-def init_state(nets: Networks, g: dict, g_ema: dict, d: dict, key: jax.Array) -> dict:
-    """The step-0 training state from initial variables (copied as float32 arrays)."""
+def init_state(nets: Networks, g: dict, g_ema: dict, d: dict, seed: int) -> dict:
+    """The step-0 training state from initial variables (copied as float32 arrays); the key comes from `seed`."""
+    key = jax.random.key(seed, impl=RNG_IMPL)
     t = nets.train
     as_array = lambda tree: jax.tree.map(lambda x: jnp.array(x, jnp.float32, copy=True), tree)
     g, g_ema, d = as_array(g), as_array(g_ema), as_array({"params": d["params"]})
@@ -288,7 +294,7 @@ def train_step(nets: Networks, state: dict, reals: jnp.ndarray):
     """
     t = nets.train
     step = state["step"]
-    key = jax.random.fold_in(jax.random.wrap_key_data(state["key"]), step)
+    key = jax.random.fold_in(jax.random.wrap_key_data(state["key"], impl=RNG_IMPL), step)
     k_gmain, k_greg, k_dmain, k_dreg = jax.random.split(key, 4)
     nan = jnp.float32(jnp.nan)
 

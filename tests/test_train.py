@@ -1,0 +1,241 @@
+"""The training stage's parts, against mathematical properties and NVIDIA's formulas.
+
+(Whole runs, through the `gvjax train` command, are in test_train_runs.py.)
+"""
+
+import io
+import math
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import run_cli
+
+from gvjax.errors import GvjaxError
+from gvjax.train import augment as aug
+from gvjax.train.config import TrainConfig
+from gvjax.train.data import ImageDataset, Prefetcher, batch_indices, center_crop_resize
+from gvjax.train.fruit import FRUITS, fruit_image, write_fruit_dataset
+from gvjax.train.step import lazy_adam
+
+
+def rand_img(seed=0, size=16, c=3):
+    return jnp.asarray(np.random.default_rng(seed).uniform(-1, 1, (size, size, c)).astype(np.float32))
+
+
+# --- augmentation -----------------------------------------------------------------------------------
+
+
+def test_augment_with_p0_is_the_identity():
+    x = rand_img()
+    for k in range(5):
+        np.testing.assert_array_equal(np.asarray(aug.augment(x, jax.random.key(k), 0.0)), np.asarray(x))
+
+
+def test_each_augmentation_with_p1():
+    x = rand_img(1)
+    xs = np.asarray(x)
+    flips = [np.asarray(aug.xflip(x, jax.random.key(k), 1.0)) for k in range(16)]
+    assert all(np.array_equal(f, xs) or np.array_equal(f, xs[:, ::-1]) for f in flips)
+    assert 2 <= sum(np.array_equal(f, xs[:, ::-1]) for f in flips) <= 14  # mirrored about half the time
+
+    shifted = 0
+    for k in range(8):
+        y = np.asarray(aug.translate(x, jax.random.key(k), 1.0))
+        # integer shift (|t| <= 2 px at 16x16): some interior window of y equals x moved by (dy, dx)
+        match = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if np.array_equal(y[4:12, 4:12], xs[4 - dy : 12 - dy, 4 - dx : 12 - dx])]
+        assert match, "translation is not an integer shift"
+        shifted += match[0] != (0, 0)
+    assert shifted >= 4
+
+    y = np.asarray(aug.cutout(x, jax.random.key(3), 1.0))
+    zeroed = (y == 0).all(axis=-1)
+    rows, cols = np.nonzero(zeroed)
+    assert zeroed[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # one rectangle:
+    assert 4 <= rows.max() - rows.min() + 1 <= 8 and 4 <= cols.max() - cols.min() + 1 <= 8  # half the side, cropped at the border
+    np.testing.assert_array_equal(y[~zeroed], xs[~zeroed])
+
+    grey = jnp.full((4, 4, 3), 0.25, jnp.float32)
+    y = np.asarray(aug.color(grey, jax.random.key(5), 1.0))
+    assert np.allclose(y, y[0, 0, 0])  # grey stays grey: saturation acts about the luma axis
+    assert not np.allclose(y, 0.25)
+
+
+def test_augment_is_differentiable():
+    x = rand_img(2)
+    g = jax.grad(lambda x: jnp.sum(aug.augment(x, jax.random.key(0), 1.0) ** 2))(x)
+    assert np.isfinite(np.asarray(g)).all() and np.abs(np.asarray(g)).sum() > 0
+
+
+def test_ada_adjust_moves_p_by_a_fixed_step():
+    step = 16 * 4 / (500 * 1000)
+    assert float(aug.ada_adjust(jnp.float32(0.1), 0.8, target=0.6, batch=16, interval=4, ada_kimg=500)) == pytest.approx(0.1 + step)
+    assert float(aug.ada_adjust(jnp.float32(0.1), 0.2, target=0.6, batch=16, interval=4, ada_kimg=500)) == pytest.approx(0.1 - step)
+    assert float(aug.ada_adjust(jnp.float32(0.0), 0.2, target=0.6, batch=16, interval=4, ada_kimg=500)) == 0.0
+
+
+# --- optimiser and schedule -------------------------------------------------------------------------
+
+
+def test_lazy_adam_corrects_lr_and_betas():
+    """NVIDIA: lr * r and betas ** r with r = interval / (interval + 1)."""
+    r = 16 / 17
+    opt = lazy_adam(0.0025, (0.0, 0.99), 1e-8, 16)
+    p = jnp.zeros(3)
+    g1, g2 = jnp.asarray([0.5, -2.0, 1.0]), jnp.asarray([1.0, 1.0, -3.0])
+    with jax.numpy_dtype_promotion("standard"):
+        state = opt.init(p)
+        u1, state = opt.update(g1, state)
+        u2, state = opt.update(g2, state)
+    # beta1 ** r = 0: the first moment is the gradient; the first step is -lr * r * sign(g)
+    np.testing.assert_allclose(np.asarray(u1), -0.0025 * r * np.sign(np.asarray(g1)), rtol=1e-5)
+    b2 = 0.99**r
+    v = (b2 * (1 - b2) * np.asarray(g1) ** 2 + (1 - b2) * np.asarray(g2) ** 2) / (1 - b2**2)
+    np.testing.assert_allclose(np.asarray(u2), -0.0025 * r * np.asarray(g2) / (np.sqrt(v) + 1e-8), rtol=1e-5)
+
+
+def test_resolved_defaults_follow_nvidia():
+    t = TrainConfig(batch=16).resolve(64)
+    assert t.g_lr == t.d_lr == 0.0025
+    assert t.r1_gamma == pytest.approx(0.0002 * 64**2 / 16)
+    assert t.ema_kimg == pytest.approx(16 * 10 / 32)
+    assert TrainConfig(batch=32).resolve(1024).g_lr == 0.002
+    assert TrainConfig(batch=16, kimg=1).total_steps == 63
+    assert TrainConfig.from_dict(t.to_dict()) == t
+
+
+def test_ema_beta_ramps_up():
+    from gvjax.config import GeneratorConfig
+    from gvjax.discriminator import DiscriminatorConfig
+    from gvjax.train.step import ema_beta, make_networks
+
+    g = GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, mapping_layers=1, channel_base=64, channel_max=8)
+    nets = make_networks(g, DiscriminatorConfig.for_generator(g), TrainConfig(batch=16, ema_kimg=10, ema_rampup=0.05))
+    assert float(ema_beta(nets, jnp.int32(0))) == 0.0  # G_ema = G at the start
+    assert float(ema_beta(nets, jnp.int32(100))) == pytest.approx(0.5 ** (16 / (100 * 16 * 0.05)), rel=1e-6)
+    assert float(ema_beta(nets, jnp.int32(10**6))) == pytest.approx(0.5 ** (16 / 10000), rel=1e-6)
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(GvjaxError, match="augmentation"):
+        TrainConfig(augment=("rotate",))
+    with pytest.raises(GvjaxError, match="batch"):
+        TrainConfig(batch=0)
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+def test_batch_order_is_a_seeded_permutation_per_epoch():
+    n, b = 10, 4
+    stream = np.concatenate([batch_indices(n, 7, s, b) for s in range(10)])  # 40 = 4 epochs
+    for e in range(4):
+        assert sorted(stream[e * n : (e + 1) * n]) == list(range(n))
+    np.testing.assert_array_equal(batch_indices(n, 7, 6, b), stream[24:28])  # a pure function of the step
+    assert not np.array_equal(stream[:n], np.concatenate([batch_indices(n, 8, s, b) for s in range(10)])[:n])
+
+
+def _png(arr, mode=None):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_dataset_folder_and_zip_skip_corrupt_images(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    wide = rng.integers(0, 256, (20, 40, 3), dtype=np.uint8)
+    (folder / "a.png").write_bytes(_png(wide))
+    (folder / "sub" / "b.jpg").write_bytes(_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))  # png bytes, .jpg name: Pillow reads it
+    (folder / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    (folder / "d.png").write_bytes(_png(wide)[:60])  # truncated
+    (folder / "notes.txt").write_text("ignored")
+    ds = ImageDataset(folder, 8, 3)
+    assert ds.names == ["a.png", "sub/b.jpg"] and sorted(ds.skipped) == ["c.png", "d.png"]
+    assert ds.images.shape == (2, 8, 8, 3) and ds.images.dtype == np.uint8
+    zpath = tmp_path / "imgs.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(folder).as_posix())
+    dz = ImageDataset(zpath, 8, 3)
+    assert dz.names == ds.names and dz.skipped == ds.skipped
+    np.testing.assert_array_equal(dz.images, ds.images)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GvjaxError, match="no png"):
+        ImageDataset(tmp_path / "empty", 8, 3)
+
+
+def test_center_crop_and_transparency():
+    from PIL import Image
+
+    arr = np.zeros((10, 30, 4), np.uint8)
+    arr[:, 10:20] = (255, 0, 0, 255)  # opaque red square in the middle, transparent elsewhere
+    out = center_crop_resize(Image.fromarray(arr, "RGBA"), 10, 3)
+    assert out.shape == (10, 10, 3)
+    assert (out == (255, 0, 0)).all()  # the centre crop is exactly the red square
+    side = np.zeros((10, 10, 4), np.uint8)
+    out = center_crop_resize(Image.fromarray(side, "RGBA"), 5, 3)
+    assert (out == 255).all()  # transparency becomes white
+
+
+def test_prefetcher_yields_the_batches_of_consecutive_steps(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"{i}.png").write_bytes(_png(np.full((4, 4, 3), i * 40, np.uint8)))
+    ds = ImageDataset(folder, 4, 3)
+    with Prefetcher(ds, seed=3, batch=2, start=7) as pf:
+        for step in range(7, 12):
+            s, images = pf.next()
+            assert s == step
+            np.testing.assert_array_equal(images, ds.images[batch_indices(5, 3, step, 2)])
+
+
+# --- fruit ------------------------------------------------------------------------------------------
+
+
+def test_fruit_images_are_deterministic_varied_and_on_white():
+    a, kinds_a = fruit_image(32, 5, 0)
+    b, kinds_b = fruit_image(32, 5, 0)
+    np.testing.assert_array_equal(a, b)
+    assert kinds_a == kinds_b
+    images, kinds = zip(*(fruit_image(32, 5, i) for i in range(40)))
+    images = np.stack(images)
+    assert images.shape == (40, 32, 32, 3) and images.dtype == np.uint8
+    assert (images[:, 0, 0] >= 245).all() and (images[:, 0, -1] >= 245).all()  # white corners
+    drawn = {k for ks in kinds for k in ks}
+    assert len(drawn) >= 9 and drawn <= set(FRUITS)
+    assert len({len(ks) for ks in kinds}) >= 2  # the count varies
+    coloured = (np.abs(images.astype(int) - 255).sum(-1) > 60).mean(axis=(1, 2))
+    assert (coloured > 0.03).all()  # every picture has fruit in it
+    assert not np.array_equal(fruit_image(32, 6, 0)[0], a)
+
+
+def test_dataset_fruit_command(tmp_path):
+    out = tmp_path / "fruit"
+    r = run_cli("dataset", "fruit", out, "--count", 5, "--res", 16, "--seed", 2)
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [f"fruit{i:06d}.png" for i in range(5)]
+    from gvjax.images import read_png
+
+    np.testing.assert_array_equal(read_png(out / "fruit000003.png"), fruit_image(16, 2, 3)[0])
+    r = run_cli("dataset", "fruit", out, "--count", 5, "--res", 16)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "already exists" in r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["fruit"]  # no temporary folder left
+
+
+def test_train_command_errors(tmp_path):
+    r = run_cli("train", tmp_path, "--out", tmp_path / "run")
+    assert r.returncode == 2 and "--from" in r.stderr and r.stderr.strip().count("\n") == 0
+    r = run_cli("train", tmp_path / "nope", "--from", "bundled", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "no such dataset" in r.stderr
+    r = run_cli("train", tmp_path, "--out", tmp_path / "run", "--resume")
+    assert r.returncode == 2 and "no checkpoint" in r.stderr
