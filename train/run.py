@@ -327,7 +327,7 @@ def train(
                 assert s == step
                 reals = _put(to_float(images[pid * local : (pid + 1) * local]), per_example)
                 t0 = time.time()
-                state, metrics = step_fn(state, reals)
+                state, metrics = step_fn(state, reals, step)
                 metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 if t_steps is None:
                     t_steps = time.time()  # after the first (compiling) step
