@@ -123,6 +123,8 @@ class Canvas:
         """
         from PIL import Image, ImageFilter
 
+        if min(mask.shape) < 2 or not mask.any():
+            return  # entirely off the canvas
         x0, y0, x1, y1 = bbox
         h, w = mask.shape
         extent = math.sqrt(float(mask.sum()) + 1.0)
