@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 from conftest import STYLEGAN2, load_state
@@ -165,3 +166,23 @@ def test_two_devices_give_the_same_losses(workspace, full_run):
                 assert ours[key] is None
                 continue
             assert abs(ours[key] - theirs[key]) <= 1e-4 * max(1.0, abs(theirs[key])), f"step {ours['step']}: {key} {ours[key]} vs {theirs[key]}"
+
+
+def test_a_trained_model_starts_the_next_run(full_run):
+    """`--from RUN/model`: G_ema, G and the gvjax-written D come back as the run left them."""
+    import orbax.checkpoint as ocp
+
+    from gvjax.cli import _training_start
+    from gvjax.discriminator import DiscriminatorConfig
+
+    start = _training_start(str(full_run / "model"))
+    meta = json.loads((full_run / "config.json").read_text())
+    assert start.d_config == DiscriminatorConfig.from_dict(meta["discriminator"])
+    last = ocp.StandardCheckpointer().restore((full_run / "checkpoints" / str(STEPS) / "default").absolute())
+    for name, tree in (("G_ema", start.g_ema), ("G", start.g), ("D", start.d)):
+        assert jax.tree.structure(tree["params"]) == jax.tree.structure(last[name]["params"])
+        for a, b in zip(jax.tree.leaves(tree["params"]), jax.tree.leaves(last[name]["params"])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    from gvjax.config import GeneratorConfig
+
+    assert start.g_config == GeneratorConfig.from_dict(meta["generator"])
