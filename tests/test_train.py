@@ -239,3 +239,24 @@ def test_train_command_errors(tmp_path):
     assert r.returncode == 2 and "no such dataset" in r.stderr
     r = run_cli("train", tmp_path, "--out", tmp_path / "run", "--resume")
     assert r.returncode == 2 and "no checkpoint" in r.stderr
+
+
+# --- the bundled model ------------------------------------------------------------------------------
+
+
+def test_bundled_model_is_the_fruit_model_trained_here():
+    from gvjax.bundled import BUNDLED_FILE, bundled_model
+    from gvjax.generate import generate_images
+    from gvjax.train.bundled_config import BUNDLED_TRAIN_CONFIG
+
+    ckpt = bundled_model()
+    assert ckpt.config == BUNDLED_TRAIN_CONFIG
+    assert BUNDLED_FILE.stat().st_size < 8 * 2**20  # a few MB inside the package
+    record = ckpt.provenance["training"]
+    assert record["steps"] * record["batch"] == round(record["kimg"] * 1000) and record["wall_seconds"] > 0
+    assert any(c.startswith("gvjax train ") for c in record["commands"])
+    imgs = np.stack([img for _, img in generate_images(ckpt.config, ckpt.variables, list(range(8)), noise_mode="const")])
+    # trained on fruit on white: the corners of its pictures are light, their centres are not
+    corners = np.concatenate([imgs[:, :4, :4], imgs[:, :4, -4:], imgs[:, -4:, :4], imgs[:, -4:, -4:]], axis=1)
+    centre = imgs[:, 24:40, 24:40]
+    assert corners.mean() > 0.6 and centre.mean() < corners.mean() - 0.3, (corners.mean(), centre.mean())
