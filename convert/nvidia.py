@@ -148,6 +148,11 @@ def module_overrides(attrs: dict[str, dict]) -> dict[str, Any]:
     """
     blocks = [a for a in attrs.values() if a.get("class_name") == "SynthesisBlock"]
     layers = [a for a in attrs.values() if a.get("class_name") in ("SynthesisLayer", "ToRGBLayer")]
+    return _block_overrides(blocks, layers)
+
+
+def _block_overrides(blocks: list[dict], layers: list[dict]) -> dict[str, Any]:
+    """`architecture` and `num_fp16_res` from block attributes, `conv_clamp` from layer attributes."""
     out: dict[str, Any] = {}
     archs = [a["architecture"] for a in blocks if "architecture" in a]
     if archs:
@@ -170,17 +175,7 @@ def discriminator_overrides(attrs: dict[str, dict]) -> dict[str, Any]:
     """
     blocks = [a for a in attrs.values() if a.get("class_name") == "DiscriminatorBlock"]
     convs = [a for p, a in attrs.items() if a.get("class_name") == "Conv2dLayer" and not p.endswith(".skip")]
-    out: dict[str, Any] = {}
-    archs = [a["architecture"] for a in blocks if "architecture" in a]
-    if archs:
-        out["architecture"] = _one_value(archs, "the architecture")
-    clamps = [a["conv_clamp"] for a in convs if "conv_clamp" in a]
-    if clamps:
-        out["conv_clamp"] = _one_value(clamps, "conv_clamp")
-    fp16 = [a["use_fp16"] for a in blocks if "use_fp16" in a]
-    if fp16:
-        out["num_fp16_res"] = sum(bool(v) for v in fp16)
-    return out
+    return _block_overrides(blocks, convs)
 
 
 def check_generator(class_name: str, attrs: dict[str, dict]) -> None:
