@@ -11,7 +11,7 @@ import numpy as np
 
 from gvjax.config import GeneratorConfig
 from gvjax.errors import GvjaxError
-from gvjax.model import NOISE_MODES, Generator, modconv_for_batch
+from gvjax.model import NOISE_MODES, Generator, modconv_for_batch, with_arranged_kernels
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -92,6 +92,7 @@ def generate_images(
     c = label_vector(config, class_idx)
     batch = max(1, min(batch, len(seeds)))
     fn = image_fn(config, batch=batch, truncation_psi=truncation_psi, noise_mode=noise_mode, dtype=dtype)
+    variables = with_arranged_kernels(Generator(config), variables)
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
         padded = chunk + [chunk[-1]] * (batch - len(chunk))

@@ -8,6 +8,11 @@ Parameter names mirror NVIDIA's state dict (`synthesis.b8.conv0.affine.weight` i
 stored raw and scaled at run time (equalized learning rate), so gradients behave like
 NVIDIA's during fine-tuning. The buffers `w_avg` and `noise_const` live in the `buffers`
 collection.
+
+For inference, `with_arranged_kernels` adds a `kernels` collection: every conv weight
+rearranged once into the layout the convolutions read (`gvjax.ops.arrange_kernel`), so a
+render or benchmark call does not transpose ~all weights again each time. Without it (training,
+tests) the modules arrange their weights inside the call, differentiably.
 """
 
 from __future__ import annotations
@@ -25,11 +30,25 @@ from gvjax import ops
 from gvjax.config import GeneratorConfig
 
 NOISE_MODES = ("const", "random", "none")
+KERNELS = "kernels"
 SQRT_HALF = math.sqrt(0.5)
 
 
 def _normal(shape, scale: float = 1.0):
     return lambda key: jax.random.normal(key, shape, jnp.float32) * scale
+
+
+def _arranged_kernel(module: nn.Module, weight: jnp.ndarray, *, up: int = 1):
+    """`ops.arrange_kernel(weight, up=up)`, read from the `kernels` collection when it holds it.
+
+    Arranged here otherwise, and stored when `kernels` is mutable (see `with_arranged_kernels`).
+    """
+    if module.has_variable(KERNELS, "weight"):
+        return module.get_variable(KERNELS, "weight")
+    kernel = ops.arrange_kernel(weight, up=up)
+    if module.is_mutable_collection(KERNELS) and not module.is_initializing():
+        module.put_variable(KERNELS, "weight", kernel)
+    return kernel
 
 
 def _precision(dtype):
@@ -156,6 +175,7 @@ class SynthesisLayer(nn.Module):
             padding=k // 2,
             f=ops.setup_filter(self.resample_filter, separable=True),
             form=self.modconv,
+            kernel=_arranged_kernel(self, weight, up=self.up),
             precision=_precision(self.dtype),
         )
         act_gain = ops.ACTIVATION_GAINS["lrelu"] * gain
@@ -180,7 +200,8 @@ class ToRGB(nn.Module):
         weight = self.param("weight", _normal((self.out_channels, self.in_channels, 1, 1)))
         bias = self.param("bias", lambda key: jnp.zeros((self.out_channels,), jnp.float32))
         x = ops.modulated_conv2d(
-            x, weight, styles, demodulate=False, form=self.modconv, precision=_precision(self.dtype)
+            x, weight, styles, demodulate=False, form=self.modconv, kernel=_arranged_kernel(self, weight),
+            precision=_precision(self.dtype),
         )
         return ops.bias_act(x.astype(jnp.float32), bias, clamp=self.conv_clamp)
 
@@ -199,9 +220,10 @@ class SkipConv(nn.Module):
     @nn.compact
     def __call__(self, x, *, gain: float = 1.0):
         weight = self.param("weight", _normal((self.out_channels, self.in_channels, 1, 1)))
-        w = weight * (1.0 / math.sqrt(self.in_channels))
-        x = ops.conv2d_resample(
-            x, w.astype(x.dtype), f=ops.setup_filter(self.resample_filter, separable=True), up=2, precision=_precision(self.dtype)
+        taps = _arranged_kernel(self, weight, up=2)["taps"] * (1.0 / math.sqrt(self.in_channels))
+        x = ops.conv2d_resample_arranged(
+            x, taps.astype(x.dtype), kernel_size=1, f=ops.setup_filter(self.resample_filter, separable=True), up=2,
+            precision=_precision(self.dtype),
         )
         return ops.bias_act(x, None, gain=gain)
 
@@ -350,6 +372,24 @@ def init_variables(config: GeneratorConfig, key: jax.Array) -> dict:
     z = jnp.zeros((config.z_dim,), jnp.float32)
     c = jnp.zeros((config.c_dim,), jnp.float32) if config.c_dim else None
     return jax.jit(lambda k: gen.init(k, z, c))(key)
+
+
+def with_arranged_kernels(gen: Generator, variables: dict) -> dict:
+    """`variables` plus the `kernels` collection: each synthesis conv weight arranged once.
+
+    For inference only (render, generate, benchmarks): the arranged kernels are a copy of the
+    weights, so they go stale if the params change. Outputs are the same as without them.
+    """
+    cfg = gen.config
+    ws = jnp.zeros((cfg.num_ws, cfg.w_dim), jnp.float32)
+    plain = {name: tree for name, tree in variables.items() if name != KERNELS}
+
+    def arrange(plain):
+        # The image is discarded, so XLA keeps only the weight rearrangements.
+        _, state = gen.apply(plain, ws, method="synthesize", mutable=[KERNELS])
+        return state[KERNELS]
+
+    return {**plain, KERNELS: jax.jit(arrange)(plain)}
 
 
 def variable_shapes(config: GeneratorConfig) -> dict:

@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gvjax.config import GeneratorConfig
 from gvjax.errors import GvjaxError
-from gvjax.model import Generator, modconv_for_batch
+from gvjax.model import Generator, modconv_for_batch, with_arranged_kernels
 from gvjax.spline import sample_spline
 from gvjax.warps import WarpSpec, apply_warp, slitscan_batch, slitscan_history
 
@@ -163,7 +163,7 @@ class RenderStep:
             in_shardings=(rep, rep, per_frame, rep, per_frame, per_frame, per_frame, per_frame, rep, rep, rep, rep),
             out_shardings=(per_frame, rep),
         )
-        self._variables = jax.device_put(variables, rep)
+        self._variables = jax.device_put(with_arranged_kernels(gen, variables), rep)
         self._key = jax.device_put(jax.random.key(seed), rep)
         r = config.block_resolutions
         self._histories = jax.device_put({

@@ -11,7 +11,7 @@ import pytest
 from conftest import activations, assert_close, load_expected, load_state, mapping_fn, nchw, nvidia_activation, synthesis_fn
 
 from gvjax.convert.nvidia import config_from_init_kwargs, variables_from_state_dict
-from gvjax.model import Generator
+from gvjax.model import KERNELS, Generator, with_arranged_kernels
 
 
 def setup(name, modconv="grouped"):
@@ -29,9 +29,16 @@ def test_mapping_and_truncation(nvidia_fixture):
     assert_close(mapping_fn(gen, variables, 0.7, 4)(e["z"], e["c"]), e["ws_psi07_cutoff4"], "ws_psi07_cutoff4")
 
 
+@pytest.mark.parametrize("arranged", [False, True], ids=["in-call", "arranged"])
 @pytest.mark.parametrize("modconv", ["grouped", "shared"])
-def test_images(nvidia_fixture, modconv):
+def test_images(nvidia_fixture, modconv, arranged):
     gen, variables, e = setup(nvidia_fixture, modconv)
+    if arranged:  # the conv kernels arranged once, as render and generate run
+        variables = with_arranged_kernels(gen, variables)
+        names = lambda tree: ["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+        conv_weights = [n for n in names(variables["params"]["synthesis"]) if n.endswith("/weight") and "affine" not in n]
+        arranged_sq = [n for n in names(variables[KERNELS]["synthesis"]) if n.endswith("/taps_sq")]
+        assert sorted(n[: -len("/taps_sq")] for n in arranged_sq) == sorted(conv_weights)
     assert_close(nchw(synthesis_fn(gen, variables, "const")(e["ws"])), e["img_const"], "img_const")
     assert_close(nchw(synthesis_fn(gen, variables, "none")(e["ws"])), e["img_none"], "img_none")
     assert_close(nchw(synthesis_fn(gen, variables, "const")(e["ws_rand"])), e["img_wrand_const"], "img_wrand_const")

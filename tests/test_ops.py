@@ -55,18 +55,43 @@ def test_upsample2d_preserves_a_constant_image():
     np.testing.assert_allclose(np.asarray(y)[2:-2, 2:-2], 0.75, atol=1e-6)  # away from the zero border
 
 
-def test_upsampling_conv_equals_zero_insertion_then_conv():
-    """NVIDIA's fast path (transposed conv + FIR) against its generic path (FIR up, flipped-kernel conv)."""
+@pytest.mark.parametrize(
+    "k, taps, padding",
+    [(3, [1, 3, 3, 1], 1), (3, [1, 3, 3, 1], 0), (5, [1, 1], 0), (4, [1, 2, 1], 2)],
+)
+def test_upsampling_conv_equals_zero_insertion_then_conv(k, taps, padding):
+    """NVIDIA's fast path (transposed conv + FIR) against its generic path (FIR up, flipped-kernel conv).
+
+    (5, [1, 1], 0) crops into the transposed conv's border, the case that rebuilds the
+    flipped kernel from its polyphase pieces."""
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.standard_normal((5, 5, 4)).astype(np.float32))
-    w = jnp.asarray(rng.standard_normal((3, 4, 3, 3)).astype(np.float32))
-    f = ops.setup_filter([1, 3, 3, 1])
-    fast = ops.conv2d_resample(x, w, f=f, up=2, padding=1)
-    # generic: pad = [p + (fw+up-1)//2, p + (fw-up)//2] with p = 1, then conv with the flipped kernel
-    up = ops.upfirdn2d(x, f, up=2, padding=(3, 2, 3, 2), gain=4)
+    w = jnp.asarray(rng.standard_normal((3, 4, k, k)).astype(np.float32))
+    f = ops.setup_filter(taps)
+    fast = ops.conv2d_resample(x, w, f=f, up=2, padding=padding)
+    # generic: pad = [p + (fw+up-1)//2, p + (fw-up)//2], then conv with the flipped kernel
+    fw = len(taps)
+    p0, p1 = padding + (fw + 1) // 2, padding + (fw - 2) // 2
+    up = ops.upfirdn2d(x, f, up=2, padding=(p0, p1, p0, p1), gain=4)
     generic = ops.conv2d(up, w[:, :, ::-1, ::-1])
-    assert fast.shape == (10, 10, 3)
+    assert fast.shape == generic.shape
     np.testing.assert_allclose(np.asarray(fast), np.asarray(generic), atol=1e-5)
+
+
+def test_arranged_kernel_is_a_permutation_of_the_weight():
+    """Each polyphase piece holds w's taps r::2, s::2 flipped, in [kh, kw, C_in, C_out]; taps_sq sums w**2."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    plain = ops.arrange_kernel(jnp.asarray(w))
+    np.testing.assert_array_equal(np.asarray(plain["taps"])[1, 2, 0, 2], w[2, 0, 1, 2])
+    np.testing.assert_allclose(np.asarray(plain["taps_sq"]), (w**2).sum(axis=(2, 3)).T, rtol=1e-6)
+    phases = ops.arrange_kernel(jnp.asarray(w), up=2)["taps"]["phases"]
+    assert [[p.shape[:2] for p in row] for row in phases] == [[(2, 2), (2, 1)], [(1, 2), (1, 1)]]
+    # phase (0, 0) holds taps rows/cols {0, 2}, flipped: its [0, 0] is w's tap [2, 2]
+    np.testing.assert_array_equal(np.asarray(phases[0][0])[0, 0, 1, 2], w[2, 1, 2, 2])
+    np.testing.assert_array_equal(np.asarray(phases[0][1])[1, 0, 1, 2], w[2, 1, 0, 1])
+    np.testing.assert_array_equal(np.asarray(phases[1][1])[0, 0], w[:, :, 1, 1].T)
+    assert sum(p.size for row in phases for p in row) == w.size
 
 
 def reference_correlate(x, w, pad):

@@ -1,16 +1,26 @@
 """Pure array functions of StyleGAN2, shared by the generator, the warps and the render step."""
 
 from gvjax.ops.bias_act import ACTIVATION_GAINS, bias_act
-from gvjax.ops.conv import MODCONV_FORMS, conv2d, conv2d_resample, demodulation_coefficients, modulated_conv2d
+from gvjax.ops.conv import (
+    MODCONV_FORMS,
+    arrange_kernel,
+    conv2d,
+    conv2d_resample,
+    conv2d_resample_arranged,
+    demodulation_coefficients,
+    modulated_conv2d,
+)
 from gvjax.ops.fir import downsample2d, setup_filter, upfirdn2d, upsample2d
 from gvjax.ops.linear import fully_connected, normalize_2nd_moment
 
 __all__ = [
     "ACTIVATION_GAINS",
     "MODCONV_FORMS",
+    "arrange_kernel",
     "bias_act",
     "conv2d",
     "conv2d_resample",
+    "conv2d_resample_arranged",
     "demodulation_coefficients",
     "downsample2d",
     "fully_connected",

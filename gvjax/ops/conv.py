@@ -1,13 +1,20 @@
 """Convolutions of StyleGAN2: plain, up-sampling (transposed conv + FIR) and modulated.
 
-One example at a time: activations are `x [H, W, C]` (channels last), weights keep
-NVIDIA's `[C_out, C_in, kh, kw]` layout. Batch with `jax.vmap`: a per-example weight
-(the 'grouped' modulated form) then becomes one grouped convolution, a shared weight (the
-'shared' form) one dense convolution over the whole batch.
+One example at a time: activations are `x [H, W, C]` (channels last). Parameters keep
+NVIDIA's weight layout `[C_out, C_in, kh, kw]`; the convolutions read an *arranged kernel*
+(`arrange_kernel`): the same taps transposed to `[kh, kw, C_in, C_out]` (the layout XLA's
+convolution wants), split into polyphase kernels for up-sampling, plus the per-tap sums of
+squares that demodulation needs. Arranging is a pure function of the weight: in training it
+runs inside the step (and gradients flow through it); for inference it runs once per model
+(`gvjax.model.arrange_kernels`) instead of once per call.
+
+Batch with `jax.vmap`: a per-example kernel (the 'grouped' modulated form) then becomes one
+grouped convolution, a shared kernel (the 'shared' form) one dense convolution.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -15,7 +22,23 @@ from jax import lax
 from gvjax.ops.fir import upfirdn2d
 
 MODCONV_FORMS = ("grouped", "shared")
-_DIMS = ("NHWC", "OIHW", "NHWC")
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+ArrangedKernel = dict  # {'taps': [kh, kw, C_in, C_out] or {'phases': ...}, 'taps_sq': [C_in, C_out]}
+
+
+def _conv(x, kernel, *, padding=0, lhs_dilation=1, stride=1, precision=None):
+    """`x [H, W, C_in]` cross-correlated with `kernel [kh, kw, C_in, C_out]` -> `[H', W', C_out]`."""
+    y = lax.conv_general_dilated(
+        x[None],
+        kernel.astype(x.dtype),
+        window_strides=(stride, stride),
+        padding=((padding, padding), (padding, padding)),
+        lhs_dilation=(lhs_dilation, lhs_dilation),
+        dimension_numbers=_DIMS,
+        precision=precision,
+    )
+    return y[0]
 
 
 def conv2d(
@@ -32,16 +55,42 @@ def conv2d(
     `lhs_dilation` inserts `lhs_dilation - 1` zeros between input pixels (transposed conv);
     `stride` keeps every `stride`-th output pixel (computing only those).
     """
-    y = lax.conv_general_dilated(
-        x[None],
-        w.astype(x.dtype),
-        window_strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        lhs_dilation=(lhs_dilation, lhs_dilation),
-        dimension_numbers=_DIMS,
-        precision=precision,
+    return _conv(
+        x, jnp.transpose(w, (2, 3, 1, 0)), padding=padding, lhs_dilation=lhs_dilation, stride=stride, precision=precision
     )
-    return y[0]
+
+
+def arrange_kernel(w: jnp.ndarray, *, up: int = 1) -> ArrangedKernel:
+    """The arrays a convolution with `w [C_out, C_in, k, k]` (and optional `up`-sampling) reads.
+
+    Returns `{'taps': ..., 'taps_sq': [C_in, C_out]}` where `taps_sq` sums `w**2` over the
+    k x k taps (for demodulation) and `taps` is `[k, k, C_in, C_out]` when `up == 1` or
+    `k == 1`, else the `up**2` polyphase kernels of the transposed convolution,
+    `{'phases': [[r0s0, r0s1, ...], ...]}`, phase (r, s) being `w[..., r::up, s::up]`
+    spatially flipped, `[ceil((k-r)/up), ceil((k-s)/up), C_in, C_out]`.
+    Only a permutation of `w`'s values, so scaling `C_in` or `C_out` commutes with it.
+    """
+    k = w.shape[-1]
+    taps_sq = jnp.transpose(jnp.sum(jnp.square(w.astype(jnp.float32)), axis=(2, 3)))
+    if up == 1 or k == 1:
+        return {"taps": jnp.transpose(w, (2, 3, 1, 0)), "taps_sq": taps_sq}
+    phases = [
+        [jnp.transpose(w[:, :, r::up, s::up][:, :, ::-1, ::-1], (2, 3, 1, 0)) for s in range(up)] for r in range(up)
+    ]
+    return {"taps": {"phases": phases}, "taps_sq": taps_sq}
+
+
+def scale_kernel(taps, in_scale: jnp.ndarray | None = None, out_scale: jnp.ndarray | None = None):
+    """Arranged `taps` (any of `arrange_kernel`'s forms) times `in_scale [C_in]` and `out_scale [C_out]`."""
+
+    def scale(t):
+        if in_scale is not None:
+            t = t * in_scale.astype(t.dtype)[None, None, :, None]
+        if out_scale is not None:
+            t = t * out_scale.astype(t.dtype)[None, None, None, :]
+        return t
+
+    return jax.tree.map(scale, taps)
 
 
 def conv2d_resample(
@@ -74,30 +123,61 @@ def conv2d_resample(
     kernel runs after the FIR down-sampling. Either way the result equals filtering the
     (padded) convolution output and keeping every `down`-th pixel.
     """
-    k = w.shape[-1]
     if up > 1 and down > 1:
         raise ValueError("conv2d_resample does not up- and down-sample at once")
     if down > 1:
         return _conv2d_down(x, w, f, down, padding, precision)
+    taps = arrange_kernel(w, up=up)["taps"]
+    return conv2d_resample_arranged(x, taps, kernel_size=w.shape[-1], f=f, up=up, padding=padding, precision=precision)
+
+
+def conv2d_resample_arranged(
+    x: jnp.ndarray,
+    taps,
+    *,
+    kernel_size: int,
+    f: np.ndarray | None = None,
+    up: int = 1,
+    padding: int = 0,
+    precision=None,
+) -> jnp.ndarray:
+    """`conv2d_resample` (no down-sampling) with the kernel already arranged: `taps` is
+    `arrange_kernel(w, up=up)['taps']` for a `w [C_out, C_in, kernel_size, kernel_size]`."""
+    k = kernel_size
     if up == 1:
-        return conv2d(x, w, padding=padding, precision=precision)
+        return _conv(x, taps, padding=padding, precision=precision)
     if f is None:
         raise ValueError("up-sampling needs a FIR filter")
     fw = f.shape[-1]
     p0 = padding + (fw + up - 1) // 2
     p1 = padding + (fw - up) // 2
     if k == 1:
-        y = conv2d(x, w, precision=precision)
+        y = _conv(x, taps, precision=precision)
         return upfirdn2d(y, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
     p0 -= k - 1
     p1 -= k - up
     pt = max(min(-p0, -p1), 0)
     q0, q1 = p0 + pt, p1 + pt
     if pt == 0:
-        y, extra = transposed_conv2d_polyphase(x, w, up, precision=precision)
+        y, extra = transposed_conv2d_polyphase(x, taps["phases"], up, k, precision=precision)
         return upfirdn2d(y, f, padding=(q0, q1 - extra, q0, q1 - extra), gain=up * up)
-    y = conv2d(x, w[:, :, ::-1, ::-1], padding=k - 1 - pt, lhs_dilation=up, precision=precision)
+    # Padding this large crops into the transposed conv's border: use the zero-dilated form.
+    flipped = _unphase(taps["phases"], up, k)
+    y = _conv(x, flipped, padding=k - 1 - pt, lhs_dilation=up, precision=precision)
     return upfirdn2d(y, f, padding=(q0, q1, q0, q1), gain=up * up)
+
+
+def _unphase(phases, up, k):
+    """The flipped `[k, k, C_in, C_out]` kernel back from its polyphase pieces."""
+    c_in, c_out = phases[0][0].shape[-2:]
+    flipped = jnp.zeros((k, k, c_in, c_out), phases[0][0].dtype)
+    for r in range(up):
+        for s in range(up):
+            # phase (r, s) = w[r::up, s::up] flipped; w's tap (r + up*i) is flipped tap k-1-r-up*i
+            rows = (k - 1 - r - up * np.arange(phases[r][s].shape[0]))[::-1]
+            cols = (k - 1 - s - up * np.arange(phases[r][s].shape[1]))[::-1]
+            flipped = flipped.at[np.ix_(rows, cols)].set(phases[r][s])
+    return flipped
 
 
 def _conv2d_down(x, w, f, down, padding, precision):
@@ -114,46 +194,49 @@ def _conv2d_down(x, w, f, down, padding, precision):
     return conv2d(y, w, stride=down, precision=precision)
 
 
-def transposed_conv2d_polyphase(x: jnp.ndarray, w: jnp.ndarray, up: int, *, precision=None):
+def transposed_conv2d_polyphase(x: jnp.ndarray, phases, up: int, k: int, *, precision=None):
     """Transposed convolution (stride `up`, no padding) as `up**2` small dense convolutions.
 
-    `x [H, W, C_in]`, `w [C_out, C_in, k, k]` (the kernel of the equivalent up-sampling conv,
-    i.e. torch's `conv_transpose2d(x, w.transpose(0, 1), stride=up)`). Output phase (r, s) holds
-    the pixels `y[up*m + r, up*n + s]`, which only see kernel taps `w[..., r::up, s::up]`, so no
-    multiply touches an inserted zero (a zero-dilated conv spends up**2 - 1 of every up**2 there).
+    `x [H, W, C_in]`; `phases` is `arrange_kernel(w, up=up)['taps']['phases']` for the kernel
+    `w [C_out, C_in, k, k]` of the equivalent up-sampling conv (torch's
+    `conv_transpose2d(x, w.transpose(0, 1), stride=up)`). Output phase (r, s) holds the pixels
+    `y[up*m + r, up*n + s]`, which only see the taps `w[..., r::up, s::up]`, so no multiply
+    touches an inserted zero (a zero-dilated conv spends up**2 - 1 of every up**2 there).
 
     Returns `(y, extra)`: `y [L*up, L*up, C_out]` with `L = ceil(((H-1)*up + k) / up)`, whose first
     `(H-1)*up + k` rows/cols are the transposed conv and the last `extra` are zeros.
     """
-    k = w.shape[-1]
     h, wd = x.shape[0], x.shape[1]
     if h != wd:
         raise ValueError(f"polyphase transposed conv expects square features, got {h}x{wd}")
     length = -(-((h - 1) * up + k) // up)
-    phases = []
+    rows = []
     for r in range(up):
         row = []
         for s in range(up):
-            sub = w[:, :, r::up, s::up][:, :, ::-1, ::-1]
-            taps_h, taps_w = sub.shape[2], sub.shape[3]
+            sub = phases[r][s]
+            taps_h, taps_w = sub.shape[0], sub.shape[1]
             xp = jnp.pad(x, ((taps_h - 1, length - h), (taps_w - 1, length - h), (0, 0)))
-            phase = conv2d(xp, sub, precision=precision)
-            row.append(phase[:length, :length])
-        phases.append(jnp.stack(row, axis=2))  # [L, L, up(s), C]
-    y = jnp.stack(phases, axis=1)  # [L, up(r), L, up(s), C]
+            row.append(_conv(xp, sub, precision=precision)[:length, :length])
+        rows.append(jnp.stack(row, axis=2))  # [L, L, up(s), C]
+    y = jnp.stack(rows, axis=1)  # [L, up(r), L, up(s), C]
     y = y.reshape(length * up, length * up, y.shape[-1])
     return y, length * up - ((h - 1) * up + k)
 
 
 def demodulation_coefficients(weight: jnp.ndarray, styles: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
     """`1 / sqrt(sum_{i,kh,kw} (weight * styles_i)^2 + eps)`, `[C_out]`, from `weight [C_out, C_in, kh, kw]`, `styles [C_in]`."""
-    wsq = jnp.sum(jnp.square(weight), axis=(2, 3))  # [C_out, C_in]
-    return lax.rsqrt(jnp.dot(wsq, jnp.square(styles), precision=lax.Precision.HIGHEST) + eps)
+    return demodulation_from_taps_sq(arrange_kernel(weight)["taps_sq"], styles, eps)
+
+
+def demodulation_from_taps_sq(taps_sq: jnp.ndarray, styles: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
+    """Demodulation coefficients `[C_out]` from `taps_sq [C_in, C_out]` (sum of w**2 over taps) and `styles [C_in]`."""
+    return lax.rsqrt(jnp.dot(jnp.square(styles), taps_sq, precision=lax.Precision.HIGHEST) + eps)
 
 
 def modulated_conv2d(
     x: jnp.ndarray,
-    weight: jnp.ndarray,
+    weight: jnp.ndarray | None,
     styles: jnp.ndarray,
     *,
     noise: jnp.ndarray | None = None,
@@ -162,38 +245,44 @@ def modulated_conv2d(
     f: np.ndarray | None = None,
     demodulate: bool = True,
     form: str = "grouped",
+    kernel: ArrangedKernel | None = None,
+    kernel_size: int | None = None,
     precision=None,
 ) -> jnp.ndarray:
     """StyleGAN2's modulated (and demodulated) convolution for one example.
 
     Args:
       x: `[H, W, C_in]` activations.
-      weight: `[C_out, C_in, k, k]` raw weight.
+      weight: `[C_out, C_in, k, k]` raw weight (may be None when `kernel` is given).
       styles: `[C_in]` per-input-channel scales from the affine layer.
       noise: optional `[H*up, W*up]` (broadcast over channels), added after demodulation.
       up, padding, f: as in `conv2d_resample`.
       demodulate: normalise each output channel's modulated weight to unit L2 norm (eps 1e-8).
-      form: 'grouped' modulates the weight (a per-example kernel; grouped conv under vmap);
+      form: 'grouped' modulates the kernel (a per-example kernel; grouped conv under vmap);
         'shared' scales x by the styles before and by the demodulation coefficients after a
-        convolution with the shared weight (one dense conv under vmap). Same math.
+        convolution with the shared kernel (one dense conv under vmap). Same math.
+      kernel: `arrange_kernel(weight, up=up)`, precomputed; arranged here when None.
+      kernel_size: k, needed only when `weight` is None.
 
     Returns:
       `[H*up, W*up, C_out]`.
     """
     if form not in MODCONV_FORMS:
         raise ValueError(f"unknown modulated conv form {form!r}; expected one of {MODCONV_FORMS}")
+    if kernel is None:
+        kernel = arrange_kernel(weight.astype(jnp.float32), up=up)
+    k = weight.shape[-1] if weight is not None else kernel_size
     styles = styles.astype(jnp.float32)
-    weight = weight.astype(jnp.float32)
+    demod = demodulation_from_taps_sq(kernel["taps_sq"], styles) if demodulate else None
+    conv = dict(kernel_size=k, f=f, up=up, padding=padding, precision=precision)
     if form == "grouped":
-        w = weight * styles[None, :, None, None]
-        if demodulate:
-            w = w * lax.rsqrt(jnp.sum(jnp.square(w), axis=(1, 2, 3)) + 1e-8)[:, None, None, None]
-        x = conv2d_resample(x, w.astype(x.dtype), f=f, up=up, padding=padding, precision=precision)
+        taps = scale_kernel(kernel["taps"], styles, demod)
+        x = conv2d_resample_arranged(x, jax.tree.map(lambda t: t.astype(x.dtype), taps), **conv)
     else:
         x = x * styles.astype(x.dtype)[None, None, :]
-        x = conv2d_resample(x, weight.astype(x.dtype), f=f, up=up, padding=padding, precision=precision)
+        x = conv2d_resample_arranged(x, kernel["taps"], **conv)
         if demodulate:
-            x = x * demodulation_coefficients(weight, styles).astype(x.dtype)[None, None, :]
+            x = x * demod.astype(x.dtype)[None, None, :]
     if noise is not None:
         x = x + noise[:, :, None].astype(x.dtype)
     return x
