@@ -38,14 +38,14 @@ def _normal(shape, scale: float = 1.0):
     return lambda key: jax.random.normal(key, shape, jnp.float32) * scale
 
 
-def _arranged_kernel(module: nn.Module, weight: jnp.ndarray, *, up: int = 1):
-    """`ops.arrange_kernel(weight, up=up)`, read from the `kernels` collection when it holds it.
+def _arranged_kernel(module: nn.Module, weight: jnp.ndarray, *, up: int = 1, winograd: bool = False):
+    """`ops.arrange_kernel(weight, up=up, winograd=winograd)`, read from the `kernels` collection when it holds it.
 
     Arranged here otherwise, and stored when `kernels` is mutable (see `with_arranged_kernels`).
     """
     if module.has_variable(KERNELS, "weight"):
         return module.get_variable(KERNELS, "weight")
-    kernel = ops.arrange_kernel(weight, up=up)
+    kernel = ops.arrange_kernel(weight, up=up, winograd=winograd)
     if module.is_mutable_collection(KERNELS) and not module.is_initializing():
         module.put_variable(KERNELS, "weight", kernel)
     return kernel
@@ -143,6 +143,7 @@ class SynthesisLayer(nn.Module):
     conv_clamp: float | None = None
     resample_filter: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)
     modconv: str = "grouped"
+    winograd: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -175,7 +176,7 @@ class SynthesisLayer(nn.Module):
             padding=k // 2,
             f=ops.setup_filter(self.resample_filter, separable=True),
             form=self.modconv,
-            kernel=_arranged_kernel(self, weight, up=self.up),
+            kernel=_arranged_kernel(self, weight, up=self.up, winograd=self.winograd),
             precision=_precision(self.dtype),
         )
         act_gain = ops.ACTIVATION_GAINS["lrelu"] * gain
@@ -229,12 +230,20 @@ class SkipConv(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution: (x, img) at res/2 -> (x, img) at res. b4 starts from a learned constant."""
+    """One resolution: (x, img) at res/2 -> (x, img) at res. b4 starts from a learned constant.
+
+    `winograd`: run the 3x3 non-resampling conv (conv1) as Winograd F(2x2, 3x3); None chooses
+    by shape (`use_winograd`).
+    """
 
     config: GeneratorConfig
     resolution: int
     modconv: str = "grouped"
+    winograd: bool | None = None
     dtype: Any = jnp.float32
+
+    def _winograd(self, c_in: int, c_out: int) -> bool:
+        return use_winograd(c_in, c_out, self.resolution) if self.winograd is None else self.winograd
 
     @nn.compact
     def __call__(self, x, img, ws, *, noise_mode: str = "const", noise_key=None):
@@ -259,11 +268,12 @@ class SynthesisBlock(nn.Module):
         if res == 4:
             const = self.param("const", _normal((out_ch, res, res)))
             x = jnp.transpose(const, (1, 2, 0)).astype(self.dtype)
-            x = SynthesisLayer(out_ch, out_ch, name="conv1", **layer)(x, ws[0], noise_key=key(1), **noise)
+            conv1 = SynthesisLayer(out_ch, out_ch, name="conv1", winograd=self._winograd(out_ch, out_ch), **layer)
+            x = conv1(x, ws[0], noise_key=key(1), **noise)
         else:
             x = x.astype(self.dtype)
             conv0 = SynthesisLayer(in_ch, out_ch, up=2, name="conv0", **layer)
-            conv1 = SynthesisLayer(out_ch, out_ch, name="conv1", **layer)
+            conv1 = SynthesisLayer(out_ch, out_ch, name="conv1", winograd=self._winograd(out_ch, out_ch), **layer)
             if cfg.architecture == "resnet":
                 skip = SkipConv(in_ch, out_ch, resample_filter=cfg.resample_filter, dtype=self.dtype, name="skip")
                 y = skip(x, gain=SQRT_HALF)
@@ -290,11 +300,13 @@ class SynthesisNetwork(nn.Module):
 
     config: GeneratorConfig
     modconv: str = "grouped"
+    winograd: bool | None = None
     dtype: Any = jnp.float32
 
     def setup(self):
         for res in self.config.block_resolutions:
-            setattr(self, f"b{res}", SynthesisBlock(self.config, res, modconv=self.modconv, dtype=self.dtype))
+            block = SynthesisBlock(self.config, res, modconv=self.modconv, winograd=self.winograd, dtype=self.dtype)
+            setattr(self, f"b{res}", block)
 
     def run_blocks(
         self,
@@ -335,16 +347,19 @@ class Generator(nn.Module):
     """Mapping + synthesis. `dtype` is the synthesis compute dtype; params stay float32.
 
     `modconv` picks the modulated-conv form ('grouped' or 'shared', see
-    `gvjax.ops.modulated_conv2d`); `modconv_for_batch` chooses by batch size.
+    `gvjax.ops.modulated_conv2d`); `modconv_for_batch` chooses by batch size. `winograd` runs
+    the 3x3 same-resolution convs as Winograd F(2x2, 3x3) (True), directly (False), or chooses
+    per layer by shape (None, `use_winograd`); results agree to float32 rounding.
     """
 
     config: GeneratorConfig
     modconv: str = "grouped"
+    winograd: bool | None = None
     dtype: Any = jnp.float32
 
     def setup(self):
         self.mapping = MappingNetwork(self.config)
-        self.synthesis = SynthesisNetwork(self.config, modconv=self.modconv, dtype=self.dtype)
+        self.synthesis = SynthesisNetwork(self.config, modconv=self.modconv, winograd=self.winograd, dtype=self.dtype)
 
     def map(self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None):
         """`z [z_dim]`, `c [c_dim]` -> `ws [num_ws, w_dim]`."""
@@ -395,6 +410,18 @@ def with_arranged_kernels(gen: Generator, variables: dict) -> dict:
 def variable_shapes(config: GeneratorConfig) -> dict:
     """The tree of `jax.ShapeDtypeStruct` a generator of `config` has, without computing anything."""
     return jax.eval_shape(lambda: init_variables(config, jax.random.key(0)))
+
+
+def use_winograd(c_in: int, c_out: int, resolution: int, backend: str | None = None) -> bool:
+    """Whether a 3x3 conv of `c_in -> c_out` channels at `resolution` runs faster as Winograd.
+
+    Measured on a 2-core CPU (benchmarks/winograd.py): F(2x2, 3x3) wins where the channels are
+    many and the image small (the conv's multiplies dominate); at 128^2 x 128 channels and
+    beyond its extra memory passes cost more than the 2.25x fewer multiplies save. Accelerator
+    libraries pick their own conv algorithms, so there it is never chosen.
+    """
+    backend = backend or jax.default_backend()
+    return backend == "cpu" and min(c_in, c_out) >= 256 and resolution >= 8
 
 
 def modconv_for_batch(batch: int, backend: str | None = None) -> str:

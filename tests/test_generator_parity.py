@@ -14,11 +14,11 @@ from gvjax.convert.nvidia import config_from_init_kwargs, variables_from_state_d
 from gvjax.model import KERNELS, Generator, with_arranged_kernels
 
 
-def setup(name, modconv="grouped"):
+def setup(name, modconv="grouped", winograd=None):
     meta, expected = load_expected(name)
     config = config_from_init_kwargs(meta["G_init_kwargs"])
     variables = variables_from_state_dict(load_state(name, "G_ema."), config)
-    return Generator(config, modconv=modconv), variables, expected
+    return Generator(config, modconv=modconv, winograd=winograd), variables, expected
 
 
 def test_mapping_and_truncation(nvidia_fixture):
@@ -29,16 +29,25 @@ def test_mapping_and_truncation(nvidia_fixture):
     assert_close(mapping_fn(gen, variables, 0.7, 4)(e["z"], e["c"]), e["ws_psi07_cutoff4"], "ws_psi07_cutoff4")
 
 
-@pytest.mark.parametrize("arranged", [False, True], ids=["in-call", "arranged"])
+@pytest.mark.parametrize(
+    "arranged, winograd",
+    [(False, False), (True, False), (False, True), (True, True)],
+    ids=["direct-in-call", "direct-arranged", "winograd-in-call", "winograd-arranged"],
+)
 @pytest.mark.parametrize("modconv", ["grouped", "shared"])
-def test_images(nvidia_fixture, modconv, arranged):
-    gen, variables, e = setup(nvidia_fixture, modconv)
+def test_images(nvidia_fixture, modconv, arranged, winograd):
+    """Every conv path: kernels arranged in the call (training) or once (inference), 3x3 convs
+    direct or Winograd F(2x2, 3x3) (forced on every 3x3 same-resolution conv, b4 included)."""
+    gen, variables, e = setup(nvidia_fixture, modconv, winograd)
     if arranged:  # the conv kernels arranged once, as render and generate run
         variables = with_arranged_kernels(gen, variables)
         names = lambda tree: ["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
         conv_weights = [n for n in names(variables["params"]["synthesis"]) if n.endswith("/weight") and "affine" not in n]
         arranged_sq = [n for n in names(variables[KERNELS]["synthesis"]) if n.endswith("/taps_sq")]
         assert sorted(n[: -len("/taps_sq")] for n in arranged_sq) == sorted(conv_weights)
+        winograd_kernels = [n for n in names(variables[KERNELS]["synthesis"]) if n.endswith("/taps/winograd")]
+        expected = [f"b{r}/conv1/weight" for r in gen.config.block_resolutions] if winograd else []
+        assert sorted(n[: -len("/taps/winograd")] for n in winograd_kernels) == sorted(expected)
     assert_close(nchw(synthesis_fn(gen, variables, "const")(e["ws"])), e["img_const"], "img_const")
     assert_close(nchw(synthesis_fn(gen, variables, "none")(e["ws"])), e["img_none"], "img_none")
     assert_close(nchw(synthesis_fn(gen, variables, "const")(e["ws_rand"])), e["img_wrand_const"], "img_wrand_const")

@@ -185,3 +185,46 @@ def test_fully_connected_equalized_lr():
     np.testing.assert_allclose(np.asarray(y), (w * 0.01 / np.sqrt(8)) @ x + 0.01 * b, rtol=1e-5)
     z = ops.normalize_2nd_moment(jnp.asarray(x))
     assert float(jnp.mean(z**2)) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("h, w", [(4, 4), (5, 7), (8, 6), (1, 3)])
+def test_winograd_conv_equals_direct_definition(h, w):
+    """F(2x2, 3x3) against the float64 definition, odd sizes included (the last tile is cropped)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((h, w, 6)).astype(np.float32)
+    weight = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+    taps = ops.arrange_kernel(jnp.asarray(weight), winograd=True)["taps"]
+    ours = ops.conv2d_resample_arranged(jnp.asarray(x), taps, kernel_size=3, padding=1, precision="highest")
+    expected = reference_correlate(x, weight, 1)
+    assert ours.shape == expected.shape == (h, w, 5)
+    # float32 rounding of sums of 54 products of size ~1: direct convs land within ~1e-5 too
+    np.testing.assert_allclose(np.asarray(ours), expected, atol=2e-5)
+
+
+def test_winograd_kernel_hand_computed():
+    """U = G g G^T for one (C_in, C_out) pair: corner U[0, 0] = g[0, 0]; U[1, 1] = sum(g) / 4."""
+    g = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
+    u = np.asarray(ops.arrange_kernel(jnp.asarray(g), winograd=True)["taps"]["winograd"])[:, :, 0, 0]
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    np.testing.assert_allclose(u, G @ g[0, 0] @ G.T, atol=1e-6)
+    assert u[0, 0] == 0 and u[1, 1] == pytest.approx(36 / 4) and u[3, 3] == 8
+
+
+@pytest.mark.parametrize("form", ["grouped", "shared"])
+def test_winograd_modulated_conv_and_its_gradient_match_direct(form):
+    """Modulation and demodulation scale the transformed kernel like the taps; training differentiates through it."""
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.standard_normal((6, 6, 5)).astype(np.float32))
+    weight = jnp.asarray(rng.standard_normal((4, 5, 3, 3)).astype(np.float32))
+    styles = jnp.asarray(rng.uniform(0.5, 2, 5).astype(np.float32))
+
+    def loss(weight, styles, winograd):
+        kernel = ops.arrange_kernel(weight, winograd=winograd)
+        y = ops.modulated_conv2d(x, weight, styles, padding=1, form=form, kernel=kernel, precision="highest")
+        return jnp.sum(jnp.sin(y))
+
+    for argnum in (0, 1):
+        direct = jax.grad(loss, argnum)(weight, styles, False)
+        winograd = jax.grad(loss, argnum)(weight, styles, True)
+        np.testing.assert_allclose(np.asarray(winograd), np.asarray(direct), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(float(loss(weight, styles, True)), float(loss(weight, styles, False)), rtol=1e-5)

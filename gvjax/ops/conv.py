@@ -20,6 +20,7 @@ import numpy as np
 from jax import lax
 
 from gvjax.ops.fir import upfirdn2d
+from gvjax.ops.winograd import winograd_conv3x3, winograd_kernel
 
 MODCONV_FORMS = ("grouped", "shared")
 _DIMS = ("NHWC", "HWIO", "NHWC")
@@ -60,18 +61,25 @@ def conv2d(
     )
 
 
-def arrange_kernel(w: jnp.ndarray, *, up: int = 1) -> ArrangedKernel:
+def arrange_kernel(w: jnp.ndarray, *, up: int = 1, winograd: bool = False) -> ArrangedKernel:
     """The arrays a convolution with `w [C_out, C_in, k, k]` (and optional `up`-sampling) reads.
 
     Returns `{'taps': ..., 'taps_sq': [C_in, C_out]}` where `taps_sq` sums `w**2` over the
-    k x k taps (for demodulation) and `taps` is `[k, k, C_in, C_out]` when `up == 1` or
-    `k == 1`, else the `up**2` polyphase kernels of the transposed convolution,
-    `{'phases': [[r0s0, r0s1, ...], ...]}`, phase (r, s) being `w[..., r::up, s::up]`
-    spatially flipped, `[ceil((k-r)/up), ceil((k-s)/up), C_in, C_out]`.
-    Only a permutation of `w`'s values, so scaling `C_in` or `C_out` commutes with it.
+    k x k taps (for demodulation) and `taps` is
+      - `[k, k, C_in, C_out]` when `up == 1` or `k == 1`;
+      - `{'winograd': [4, 4, C_in, C_out]}` (`ops.winograd.winograd_kernel`) when `winograd`
+        (3x3, `up == 1` only; the conv must use padding 1);
+      - else the `up**2` polyphase kernels of the transposed convolution,
+        `{'phases': [[r0s0, r0s1, ...], ...]}`, phase (r, s) being `w[..., r::up, s::up]`
+        spatially flipped, `[ceil((k-r)/up), ceil((k-s)/up), C_in, C_out]`.
+    Each is linear in `w` per (C_in, C_out) pair, so scaling `C_in` or `C_out` commutes with it.
     """
     k = w.shape[-1]
     taps_sq = jnp.transpose(jnp.sum(jnp.square(w.astype(jnp.float32)), axis=(2, 3)))
+    if winograd:
+        if k != 3 or up != 1:
+            raise ValueError(f"Winograd F(2x2, 3x3) needs a 3x3 kernel without resampling, got {k}x{k}, up={up}")
+        return {"taps": {"winograd": winograd_kernel(jnp.transpose(w, (2, 3, 1, 0)))}, "taps_sq": taps_sq}
     if up == 1 or k == 1:
         return {"taps": jnp.transpose(w, (2, 3, 1, 0)), "taps_sq": taps_sq}
     phases = [
@@ -144,6 +152,10 @@ def conv2d_resample_arranged(
     """`conv2d_resample` (no down-sampling) with the kernel already arranged: `taps` is
     `arrange_kernel(w, up=up)['taps']` for a `w [C_out, C_in, kernel_size, kernel_size]`."""
     k = kernel_size
+    if isinstance(taps, dict) and "winograd" in taps:
+        if up != 1 or padding != 1:
+            raise ValueError(f"a Winograd kernel runs a 3x3 conv with padding 1, not up={up}, padding={padding}")
+        return winograd_conv3x3(x, taps["winograd"], precision=precision)
     if up == 1:
         return _conv(x, taps, padding=padding, precision=precision)
     if f is None:
