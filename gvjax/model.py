@@ -427,10 +427,11 @@ def use_winograd(c_in: int, c_out: int, resolution: int, backend: str | None = N
 def modconv_for_batch(batch: int, backend: str | None = None) -> str:
     """The modulated-conv form to use for `batch` examples on `backend` (default: JAX's).
 
-    Measured with benchmarks/generator.py (256^2 config, 2-core CPU): 'shared' is faster at every
-    batch (batch 1: 5.5 vs 4.5 images/s; batch 8: 4.7 vs 0.8, XLA's CPU grouped convolution is
-    slow). On accelerators a single example keeps NVIDIA's choice, 'grouped' (one plain conv with
-    the modulated kernel, two elementwise passes fewer); batches use the dense 'shared' form.
+    Measured with benchmarks/generator.py (256^2 config, 2-core CPU, arranged kernels): 'shared'
+    is faster at every batch (batch 1: 4.65 vs 4.03 images/s; batch 8: 4.27 vs 0.86, XLA's CPU
+    grouped convolution is slow). On accelerators a single example keeps NVIDIA's choice,
+    'grouped' (one plain conv with the modulated kernel, two elementwise passes fewer); batches
+    use the dense 'shared' form.
     """
     backend = backend or jax.default_backend()
     return "grouped" if batch == 1 and backend != "cpu" else "shared"

@@ -12,6 +12,7 @@ from gvjax.ops.conv import (
 )
 from gvjax.ops.fir import downsample2d, setup_filter, upfirdn2d, upsample2d
 from gvjax.ops.linear import fully_connected, normalize_2nd_moment
+from gvjax.ops.winograd import winograd_conv3x3, winograd_kernel
 
 __all__ = [
     "ACTIVATION_GAINS",
@@ -29,4 +30,6 @@ __all__ = [
     "setup_filter",
     "upfirdn2d",
     "upsample2d",
+    "winograd_conv3x3",
+    "winograd_kernel",
 ]
