@@ -25,16 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from checkpoint_writer import (  # noqa: E402
-    EasyDict,
-    discriminator_class,
-    generator_attributes,
-    generator_module,
-    module_tree,
-    nvidia_discriminator_state,
-    nvidia_generator_state,
-    write_nvidia_pickle,
-)
+import checkpoint_writer as cw  # noqa: E402  (tests/ is on sys.path)
 
 _PEAK = """
 import resource, subprocess, sys
@@ -70,26 +61,26 @@ def random_generator(kwargs: dict, seed: int):
     config = config_from_init_kwargs(kwargs)
     rng = np.random.default_rng(seed)
     variables = jax.tree.map(lambda s: rng.standard_normal(s.shape, dtype=np.float32), variable_shapes(config))
-    state, buffers = nvidia_generator_state(variables)
-    attributes = generator_attributes(config.img_resolution, config.architecture, config.conv_clamp, config.num_fp16_res)
-    return generator_module(kwargs, state, buffers, attributes)
+    state, buffers = cw.nvidia_generator_state(variables)
+    attributes = cw.generator_attributes(config.img_resolution, config.architecture, config.conv_clamp, config.num_fp16_res)
+    return cw.generator_module(kwargs, state, buffers, attributes)
 
 
 def build_pickle(path: Path, resolution: int) -> None:
     """Write a config-f snapshot pickle {training_set_kwargs, G, D, G_ema, augment_pipe}."""
     kwargs = config_f_kwargs(resolution)
-    d_state, d_buffers = nvidia_discriminator_state(resolution, rng=np.random.default_rng(2))
+    d_state, d_buffers = cw.nvidia_discriminator_state(resolution, rng=np.random.default_rng(2))
     d_kwargs = {"block_kwargs": {}, "mapping_kwargs": {}, "epilogue_kwargs": {"mbstd_group_size": 4},
                 "channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256,
                 "c_dim": 0, "img_resolution": resolution, "img_channels": 3}
     snapshot = {
-        "training_set_kwargs": EasyDict({"class_name": "training.dataset.ImageFolderDataset", "resolution": resolution}),
+        "training_set_kwargs": cw.EasyDict({"class_name": "training.dataset.ImageFolderDataset", "resolution": resolution}),
         "G": random_generator(kwargs, 0),
-        "D": module_tree(d_state, d_buffers, discriminator_class, lambda p: {"_init_kwargs": d_kwargs} if p == "" else {}),
+        "D": cw.module_tree(d_state, d_buffers, cw.discriminator_class, lambda p: {"_init_kwargs": d_kwargs} if p == "" else {}),
         "G_ema": random_generator(kwargs, 1),
         "augment_pipe": None,
     }
-    write_nvidia_pickle(path, snapshot)
+    cw.write_nvidia_pickle(path, snapshot)
 
 
 def main() -> None:

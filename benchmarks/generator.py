@@ -35,7 +35,7 @@ from benchmark_configs import BENCH_CONFIG  # noqa: E402  (benchmarks/ is on sys
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def _timeit(fn, *args, seconds: float) -> float:
+def seconds_per_call(fn, *args, seconds: float) -> float:
     """Seconds per call of `fn(*args)` (already compiled; one warm-up call excluded)."""
     jax.block_until_ready(fn(*args))
     calls, start = 0, time.perf_counter()
@@ -51,7 +51,7 @@ def matmul_gflops(seconds: float = 2.0, n: int = 2048) -> float:
     """Measured float32 matmul GFLOP/s of the default device."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     fn = jax.jit(lambda a: a @ a).lower(a).compile()
-    return 2 * n**3 / _timeit(fn, a, seconds=seconds) / 1e9
+    return 2 * n**3 / seconds_per_call(fn, a, seconds=seconds) / 1e9
 
 
 def _flops(stage) -> float:
@@ -90,7 +90,7 @@ def time_generator(
 
     plain = {k: v for k, v in variables.items() if k != "kernels"}
     direct_flops = _flops(jax.jit(direct_step).lower(plain, z, c).compile())
-    per_call = _timeit(compiled, variables, z, c, seconds=seconds)
+    per_call = seconds_per_call(compiled, variables, z, c, seconds=seconds)
     return {
         "images_per_s": batch / per_call,
         "batch": batch,

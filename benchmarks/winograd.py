@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,18 +21,9 @@ from jax import lax
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from benchmark_configs import BENCH_CONFIG  # noqa: E402
 
+from generator import seconds_per_call  # noqa: E402
 from gvjax import ops  # noqa: E402
 from gvjax.model import use_winograd  # noqa: E402
-
-
-def seconds_per_call(fn, *args, seconds: float) -> float:
-    jax.block_until_ready(fn(*args))
-    calls, start = 0, time.perf_counter()
-    while True:
-        jax.block_until_ready(fn(*args))
-        calls += 1
-        if (elapsed := time.perf_counter() - start) >= seconds:
-            return elapsed / calls
 
 
 def main() -> None:

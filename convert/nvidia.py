@@ -35,12 +35,20 @@ NAME_TABLE: tuple[tuple[str, str | None], ...] = (
 )
 
 
-def collection_of(name: str) -> str | None:
-    """The gvjax collection of NVIDIA state-dict entry `name` (None: derived, not stored)."""
-    for pattern, collection in NAME_TABLE:
+def table_collection(name: str, table: tuple[tuple[str, str | None], ...], network: str) -> str | None:
+    """The collection the first matching `(pattern, collection)` row of `table` gives `name`.
+
+    None: derived, not stored. A name no row matches is not from a StyleGAN2 `network`.
+    """
+    for pattern, collection in table:
         if re.search(pattern, name):
             return collection
-    raise GvjaxError(f"unexpected generator tensor {name!r}: not a StyleGAN2 (stylegan2-ada-pytorch) generator")
+    raise GvjaxError(f"unexpected {network} tensor {name!r}: not a StyleGAN2 (stylegan2-ada-pytorch) {network}")
+
+
+def collection_of(name: str) -> str | None:
+    """The gvjax collection of NVIDIA generator state-dict entry `name` (None: derived, not stored)."""
+    return table_collection(name, NAME_TABLE, "generator")
 
 
 def config_from_init_kwargs(kwargs: dict[str, Any], module_attrs: dict[str, Any] | None = None) -> GeneratorConfig:

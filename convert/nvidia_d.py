@@ -9,12 +9,12 @@ variables for `gvjax.discriminator.Discriminator`.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 
 from gvjax.discriminator import DiscriminatorConfig, d_variable_shapes
+from gvjax.convert.nvidia import table_collection
 from gvjax.errors import GvjaxError
 from gvjax.ops import setup_filter
 
@@ -32,10 +32,7 @@ D_CLASSES = ("Discriminator",)
 
 def d_collection_of(name: str) -> str | None:
     """The gvjax collection of NVIDIA D state-dict entry `name` (None: derived, not stored)."""
-    for pattern, collection in D_NAME_TABLE:
-        if re.search(pattern, name):
-            return collection
-    raise GvjaxError(f"unexpected discriminator tensor {name!r}: not a StyleGAN2 (stylegan2-ada-pytorch) discriminator")
+    return table_collection(name, D_NAME_TABLE, "discriminator")
 
 
 def d_config_from_init_kwargs(kwargs: dict[str, Any], module_overrides: dict[str, Any] | None = None) -> DiscriminatorConfig:

@@ -206,7 +206,7 @@ def test_winograd_kernel_hand_computed():
     g = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
     u = np.asarray(ops.arrange_kernel(jnp.asarray(g), winograd=True)["taps"]["winograd"])[:, :, 0, 0]
     G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-    np.testing.assert_allclose(u, G @ g[0, 0] @ G.T, atol=1e-6)
+    np.testing.assert_allclose(u, (G @ g[0, 0] @ G.T).T, atol=1e-6)  # stored [column point, row point]
     assert u[0, 0] == 0 and u[1, 1] == pytest.approx(36 / 4) and u[3, 3] == 8
 
 
