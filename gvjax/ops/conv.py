@@ -29,7 +29,13 @@ ArrangedKernel = dict  # {'taps': [kh, kw, C_in, C_out] or {'phases': ...}, 'tap
 
 
 def _conv(x, kernel, *, padding=0, lhs_dilation=1, stride=1, precision=None):
-    """`x [H, W, C_in]` cross-correlated with `kernel [kh, kw, C_in, C_out]` -> `[H', W', C_out]`."""
+    """`x [H, W, C_in]` cross-correlated with `kernel [kh, kw, C_in, C_out]` -> `[H', W', C_out]`.
+
+    A plain 1x1 kernel runs as a matmul over the channels: the same sums, and on XLA's CPU
+    backend 6-10x faster than a convolution when C_out is small (ToRGB's 3 channels).
+    """
+    if kernel.shape[:2] == (1, 1) and padding == 0 and lhs_dilation == 1 and stride == 1:
+        return lax.dot_general(x, kernel[0, 0].astype(x.dtype), (((2,), (0,)), ((), ())), precision=precision)
     y = lax.conv_general_dilated(
         x[None],
         kernel.astype(x.dtype),
