@@ -415,10 +415,12 @@ def variable_shapes(config: GeneratorConfig) -> dict:
 def use_winograd(c_in: int, c_out: int, resolution: int, backend: str | None = None) -> bool:
     """Whether a 3x3 conv of `c_in -> c_out` channels at `resolution` runs faster as Winograd.
 
-    Measured on a 2-core CPU (benchmarks/winograd.py): F(2x2, 3x3) wins where the channels are
-    many and the image small (the conv's multiplies dominate); at 128^2 x 128 channels and
-    beyond its extra memory passes cost more than the 2.25x fewer multiplies save. Accelerator
-    libraries pick their own conv algorithms, so there it is never chosen.
+    Measured on a 2-core CPU (benchmarks/winograd.py, direct / Winograd time at batch 1 and 8):
+    8^2 x 512: 1.80x / 1.41x, 32^2 x 512: 1.84x / 1.39x, 64^2 x 256: 1.47x / 1.13x; but
+    128^2 x 128: 0.70x / 0.75x and 256^2 x 64: 0.40x / 0.50x, where the 16 small-K GEMMs run
+    far below peak and the transforms' memory passes cost more than the 2.25x fewer multiplies
+    save. 4^2 is under a millisecond either way. Accelerator libraries pick their own conv
+    algorithms, so there it is never chosen.
     """
     backend = backend or jax.default_backend()
     return backend == "cpu" and min(c_in, c_out) >= 256 and resolution >= 8
