@@ -28,16 +28,18 @@ import numpy as np
 
 
 def generator_only_fps(ckpt, batch: int, seconds: float = 5.0) -> float:
-    from gvjax.model import Generator, modconv_for_batch
+    from gvjax.model import Generator, modconv_for_batch, with_arranged_kernels
 
     gen = Generator(ckpt.config, modconv=modconv_for_batch(batch))
+    variables = with_arranged_kernels(gen, ckpt.variables)  # as the render step holds them
     ws = jnp.broadcast_to(jnp.zeros((ckpt.config.num_ws, ckpt.config.w_dim)), (batch, ckpt.config.num_ws, ckpt.config.w_dim))
     ws = ws + jax.random.normal(jax.random.key(0), ws.shape)
-    fn = jax.jit(jax.vmap(lambda w: gen.apply(ckpt.variables, w, method="synthesize"))).lower(ws).compile()
-    jax.block_until_ready(fn(ws))
+    step = jax.jit(lambda v, ws: jax.vmap(lambda w: gen.apply(v, w, method="synthesize"))(ws))
+    fn = step.lower(variables, ws).compile()
+    jax.block_until_ready(fn(variables, ws))
     calls, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        jax.block_until_ready(fn(ws))
+        jax.block_until_ready(fn(variables, ws))
         calls += 1
     return calls * batch / (time.perf_counter() - t0)
 

@@ -430,8 +430,8 @@ def modconv_for_batch(batch: int, backend: str | None = None) -> str:
     """The modulated-conv form to use for `batch` examples on `backend` (default: JAX's).
 
     Measured with benchmarks/generator.py (256^2 config, 2-core CPU, arranged kernels): 'shared'
-    is faster at every batch (batch 1: 4.65 vs 4.03 images/s; batch 8: 4.27 vs 0.86, XLA's CPU
-    grouped convolution is slow). On accelerators a single example keeps NVIDIA's choice,
+    is faster at every batch (batch 1: 6.33 vs 5.69 images/s; batch 8: 6.15 vs 1.30, XLA's CPU
+    grouped convolution is slow; benchmarks/RESULTS.md). On accelerators a single example keeps NVIDIA's choice,
     'grouped' (one plain conv with the modulated kernel, two elementwise passes fewer); batches
     use the dense 'shared' form.
     """
