@@ -27,7 +27,8 @@ class RenderConfig:
       truncation_psi: truncation of the keyframes' ws.
       spline: 'uniform' or 'centripetal' Catmull-Rom parameterisation.
       start, duration: the range of the song to render, seconds (duration None: to the end).
-      size: output (width, height); None: the model's square resolution. Crop or pad, no scaling.
+      size: output (width, height); None: the (scaled) model's square resolution. Crop or pad.
+      scale: integer upscaling of the model's output (Lanczos-3) before `size` crops or pads.
       batch: frames per compiled step (the last batch is padded).
       crf: H.264 constant rate factor (0..51, lower is better).
       preview: stop synthesis at `preview_res` and upscale the skip branch's image.
@@ -54,6 +55,7 @@ class RenderConfig:
     start: float = 0.0
     duration: float | None = None
     size: tuple[int, int] | None = None
+    scale: int = 1
     batch: int = 8
     crf: int = 18
     preview: bool = False
@@ -92,6 +94,8 @@ class RenderConfig:
             if w < 2 or h < 2 or w % 2 or h % 2:
                 bad(f"--size must be even and at least 2x2 (H.264 yuv420p), got {w}x{h}")
             object.__setattr__(self, "size", (w, h))
+        if not (isinstance(self.scale, int) and 1 <= self.scale <= 16):
+            bad(f"--scale must be a whole number from 1 to 16, got {self.scale}")
         if not 0 <= self.crf <= 51:
             bad(f"--crf must be in 0..51, got {self.crf}")
         if self.noise_mode not in NOISE_MODES:

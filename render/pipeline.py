@@ -195,9 +195,9 @@ def render_video(
     plan = plan_frames(timeline, features, fps=cfg.fps, start=cfg.start)
     keyframes = [section_keyframes(sec, ckpt, None if cfg.timeline else cfg.keyframes_npy) for sec in timeline.sections]
     res = ckpt.config.img_resolution
-    width, height = cfg.size or (res, res)
+    width, height = cfg.size or (res * cfg.scale, res * cfg.scale)
     slots = timeline.slots
-    spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots)
+    spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots, cfg.scale)
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.dtype]
     cache_dir = pathlib.Path(model_spec) if model_spec and pathlib.Path(model_spec).is_dir() else None
     masks = channel_masks(slots, ckpt, keyframes[0], cache_dir)

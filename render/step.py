@@ -45,6 +45,12 @@ def fit_to_size(frame: jnp.ndarray, width: int, height: int) -> jnp.ndarray:
     return axis(axis(frame, h, height, 0), w, width, 1)
 
 
+def upscale_lanczos(img: jnp.ndarray, factor: int) -> jnp.ndarray:
+    """`[h, w, C]` -> `[h*factor, w*factor, C]`, Lanczos-3 resampling (may overshoot [-1, 1] a little)."""
+    h, w, c = img.shape
+    return jax.image.resize(img, (h * factor, w * factor, c), method="lanczos3")
+
+
 def upscale_nearest(img: jnp.ndarray, factor: int) -> jnp.ndarray:
     """`[h, w, C]` -> `[h*factor, w*factor, C]` by pixel repetition."""
     return jnp.repeat(jnp.repeat(img, factor, axis=0), factor, axis=1)
@@ -61,6 +67,7 @@ class FrameSpec:
     preview_res: int | None = None
     fps: float = 30.0
     warps: tuple[WarpSpec, ...] = ()
+    scale: int = 1
 
 
 def check_preview(config: GeneratorConfig, preview_res: int | None) -> int | None:
@@ -129,6 +136,8 @@ def batch_fn(gen: Generator, spec: FrameSpec, masks: dict[int, np.ndarray]) -> C
         if spec.preview_res is not None:
             img = jax.vmap(lambda i: upscale_nearest(i, cfg.img_resolution // spec.preview_res))(img)
         img = img.astype(jnp.float32)
+        if spec.scale > 1:
+            img = jax.vmap(lambda i: upscale_lanczos(i, spec.scale))(img)
         if img.shape[-1] == 1:
             img = jnp.broadcast_to(img, img.shape[:-1] + (3,))
         frames = jax.vmap(lambda i: fit_to_size(to_uint8(i[..., :3]), spec.width, spec.height))(img)

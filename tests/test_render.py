@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 from conftest import run_cli
@@ -112,6 +113,26 @@ def test_size_crop_and_pad(tmp_path, nvidia_checkpoint, songs):
     assert frames[:, :, :6].max() < 20  # left and right pad are black (up to H.264 ringing)
 
 
+def test_scale_upscales_the_same_picture(tmp_path, songs):
+    """--scale 2: twice the size, and the Lanczos-3 upscaling of the unscaled video (computed
+    here from its decoded frames); another seed's scaled video is much further away. The
+    bundled (trained) model: its images stay inside [-1, 1], so clipping to uint8 before (here)
+    or after (in the render) the resampling agree."""
+    ckpt = "bundled"
+    outs = {}
+    for name, extra in [("plain", []), ("scaled", ["--scale", "2"]), ("other", ["--scale", "2", "--seed", "1"])]:
+        r, outs[name] = render(tmp_path, ckpt, songs["short"], f"{name}.mp4", "--fps", "4", *extra)
+        assert r.returncode == 0, r.stderr
+    plain = decode_frames(outs["plain"]).astype(np.float32)
+    n, h, w, c = plain.shape
+    expected = np.clip(np.asarray(jax.image.resize(plain, (n, 2 * h, 2 * w, c), method="lanczos3")), 0, 255)
+    scaled, other = decode_frames(outs["scaled"]).astype(np.float32), decode_frames(outs["other"]).astype(np.float32)
+    assert scaled.shape == other.shape == expected.shape
+    luma = lambda rgb: rgb @ np.array([0.299, 0.587, 0.114], np.float32)  # yuv420p keeps chroma at half size
+    same, different = np.abs(luma(scaled) - luma(expected)).mean(), np.abs(luma(other) - luma(expected)).mean()
+    assert same < 3 and different > 5 * same, (same, different)  # measured: 1.5 and 33 levels
+
+
 def test_preview_renders(tmp_path, nvidia_checkpoint, songs):
     r, out = render(tmp_path, nvidia_checkpoint("ada_micro_skip"), songs["short"], "p.mp4", "--fps", "4", "--preview")
     assert r.returncode == 0, r.stderr
@@ -132,6 +153,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, nvidia_checkpoint, songs)
         ([songs["short"], "-o", tmp_path / "o.mp4", "--model", tmp_path / "nomodel"], "no such model"),
         ([songs["short"], "-o", tmp_path / "o.mp4", "--model", ckpt, "--fps", "0"], "--fps"),
         ([songs["short"], "-o", tmp_path / "o.mp4", "--model", ckpt, "--batch", "0"], "--batch"),
+        ([songs["short"], "-o", tmp_path / "o.mp4", "--model", ckpt, "--scale", "0"], "--scale"),
         ([songs["short"], "-o", tmp_path / "o.mp4", "--model", ckpt, "--start", "9"], "past the end"),
         ([songs["short"], "-o", tmp_path / "file" / "o.mp4", "--model", ckpt], "does not exist"),
         ([songs["short"], "-o", "/proc/o.mp4", "--model", ckpt], "not writable"),
