@@ -69,27 +69,28 @@ def time_generator(
     of the same step with every conv direct (no Winograd), i.e. the work a direct implementation
     such as NVIDIA's does, over our time.
     """
-    gen = Generator(config, modconv=modconv, dtype=DTYPES[dtype], winograd=winograd)
     c = jnp.zeros((batch, config.c_dim), jnp.float32) if config.c_dim else None
-
-    def step(variables, z, c):
-        return jax.vmap(lambda z, c: gen.apply(variables, z, c), in_axes=(0, None if c is None else 0))(z, c)
-
     z = jax.random.normal(jax.random.key(1), (batch, config.z_dim), jnp.float32)
+
+    def compile_step(gen, variables):
+        def step(variables, z, c):
+            return jax.vmap(lambda z, c: gen.apply(variables, z, c), in_axes=(0, None if c is None else 0))(z, c)
+
+        return jax.jit(step).lower(variables, z, c).compile()
+
+    def generator(winograd):
+        return Generator(config, modconv=modconv, dtype=DTYPES[dtype], winograd=winograd)
+
+    direct = generator(False)
+    direct_flops = _flops(compile_step(direct, with_arranged_kernels(direct, variables)))  # FLOPs only; never timed
+    gen = generator(winograd)
     t0 = time.perf_counter()
     variables = jax.block_until_ready(with_arranged_kernels(gen, variables))  # once per model, as render does
     arrange_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    compiled = jax.jit(step).lower(variables, z, c).compile()
+    compiled = compile_step(gen, variables)
     compile_s = time.perf_counter() - t0
     flops = _flops(compiled)
-    direct_gen = Generator(config, modconv=modconv, dtype=DTYPES[dtype], winograd=False)
-
-    def direct_step(variables, z, c):
-        return jax.vmap(lambda z, c: direct_gen.apply(variables, z, c), in_axes=(0, None if c is None else 0))(z, c)
-
-    plain = {k: v for k, v in variables.items() if k != "kernels"}
-    direct_flops = _flops(jax.jit(direct_step).lower(plain, z, c).compile())
     per_call = seconds_per_call(compiled, variables, z, c, seconds=seconds)
     return {
         "images_per_s": batch / per_call,

@@ -15,6 +15,7 @@ import json
 import pathlib
 
 import numpy as np
+from flax.traverse_util import unflatten_dict
 
 from gvjax.checkpoint import Checkpoint, check_shapes
 from gvjax.config import GeneratorConfig
@@ -31,15 +32,7 @@ def read_npz_model(path: pathlib.Path) -> tuple[GeneratorConfig, dict, dict]:
     try:
         with np.load(path) as npz:
             meta = json.loads(str(npz["__meta__"]))
-            variables: dict = {"params": {}, "buffers": {}}
-            for key in npz.files:
-                if key == "__meta__":
-                    continue
-                *path_parts, leaf = key.split("/")
-                node = variables
-                for part in path_parts:
-                    node = node.setdefault(part, {})
-                node[leaf] = npz[key]
+            variables = unflatten_dict({key: npz[key] for key in npz.files if key != "__meta__"}, sep="/")
     except (OSError, KeyError, ValueError) as e:
         raise GvjaxError(f"the bundled model {path} cannot be read ({e}); reinstall gvjax") from None
     config = GeneratorConfig.from_dict(meta["config"])

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.traverse_util import flatten_dict
 from conftest import activations, assert_close, load_expected, load_state, mapping_fn, nchw, nvidia_activation, synthesis_fn
 
 from gvjax.convert.nvidia import config_from_init_kwargs, variables_from_state_dict
@@ -41,7 +42,7 @@ def test_images(nvidia_fixture, modconv, arranged, winograd):
     gen, variables, e = setup(nvidia_fixture, modconv, winograd)
     if arranged:  # the conv kernels arranged once, as render and generate run
         variables = with_arranged_kernels(gen, variables)
-        names = lambda tree: ["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+        names = lambda tree: list(flatten_dict(tree, sep="/"))  # a list (polyphase pieces) is one leaf
         conv_weights = [n for n in names(variables["params"]["synthesis"]) if n.endswith("/weight") and "affine" not in n]
         arranged_sq = [n for n in names(variables[KERNELS]["synthesis"]) if n.endswith("/taps_sq")]
         assert sorted(n[: -len("/taps_sq")] for n in arranged_sq) == sorted(conv_weights)

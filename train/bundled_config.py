@@ -16,6 +16,7 @@ import json
 import pathlib
 
 import numpy as np
+from flax.traverse_util import flatten_dict
 
 from gvjax.config import GeneratorConfig
 
@@ -47,15 +48,8 @@ def export_npz(model_dir: str, out: str, record: dict | None = None) -> pathlib.
     from gvjax.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(model_dir)
-    arrays = {}
-    for collection in ("params", "buffers"):
-        stack = [((collection,), ckpt.variables[collection])]
-        while stack:
-            path, node = stack.pop()
-            if isinstance(node, dict):
-                stack.extend((path + (k,), v) for k, v in node.items())
-            else:
-                arrays["/".join(path)] = np.asarray(node, np.float32)
+    trees = {collection: ckpt.variables[collection] for collection in ("params", "buffers")}
+    arrays = {key: np.asarray(leaf, np.float32) for key, leaf in flatten_dict(trees, sep="/").items()}
     meta = {"config": ckpt.config.to_dict(), "provenance": ckpt.provenance, "record": record or {}}
     out = pathlib.Path(out)
     tmp = out.with_name(f".{out.name}.tmp.npz")

@@ -6,7 +6,7 @@ NVIDIA's weight layout `[C_out, C_in, kh, kw]`; the convolutions read an *arrang
 convolution wants), split into polyphase kernels for up-sampling, plus the per-tap sums of
 squares that demodulation needs. Arranging is a pure function of the weight: in training it
 runs inside the step (and gradients flow through it); for inference it runs once per model
-(`gvjax.model.arrange_kernels`) instead of once per call.
+(`gvjax.model.with_arranged_kernels`) instead of once per call.
 
 Batch with `jax.vmap`: a per-example kernel (the 'grouped' modulated form) then becomes one
 grouped convolution, a shared kernel (the 'shared' form) one dense convolution.
@@ -25,7 +25,7 @@ from gvjax.ops.winograd import winograd_conv3x3, winograd_kernel
 MODCONV_FORMS = ("grouped", "shared")
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
-ArrangedKernel = dict  # {'taps': [kh, kw, C_in, C_out] or {'phases': ...}, 'taps_sq': [C_in, C_out]}
+ArrangedKernel = dict  # {'taps': [kh, kw, C_in, C_out] | {'winograd': ...} | {'phases': ...}, 'taps_sq': [C_in, C_out]}
 
 
 def _conv(x, kernel, *, padding=0, lhs_dilation=1, stride=1, precision=None):
@@ -81,7 +81,7 @@ def arrange_kernel(w: jnp.ndarray, *, up: int = 1, winograd: bool = False) -> Ar
     Each is linear in `w` per (C_in, C_out) pair, so scaling `C_in` or `C_out` commutes with it.
     """
     k = w.shape[-1]
-    taps_sq = jnp.transpose(jnp.sum(jnp.square(w.astype(jnp.float32)), axis=(2, 3)))
+    taps_sq = sum_of_squares_over_taps(w)
     if winograd:
         if k != 3 or up != 1:
             raise ValueError(f"Winograd F(2x2, 3x3) needs a 3x3 kernel without resampling, got {k}x{k}, up={up}")
@@ -92,6 +92,11 @@ def arrange_kernel(w: jnp.ndarray, *, up: int = 1, winograd: bool = False) -> Ar
         [jnp.transpose(w[:, :, r::up, s::up][:, :, ::-1, ::-1], (2, 3, 1, 0)) for s in range(up)] for r in range(up)
     ]
     return {"taps": {"phases": phases}, "taps_sq": taps_sq}
+
+
+def sum_of_squares_over_taps(w: jnp.ndarray) -> jnp.ndarray:
+    """`sum_{kh, kw} w**2` of `w [C_out, C_in, kh, kw]`, as `[C_in, C_out]` float32 (demodulation's input)."""
+    return jnp.transpose(jnp.sum(jnp.square(w.astype(jnp.float32)), axis=(2, 3)))
 
 
 def scale_kernel(taps, in_scale: jnp.ndarray | None = None, out_scale: jnp.ndarray | None = None):
@@ -244,7 +249,7 @@ def transposed_conv2d_polyphase(x: jnp.ndarray, phases, up: int, k: int, *, prec
 
 def demodulation_coefficients(weight: jnp.ndarray, styles: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
     """`1 / sqrt(sum_{i,kh,kw} (weight * styles_i)^2 + eps)`, `[C_out]`, from `weight [C_out, C_in, kh, kw]`, `styles [C_in]`."""
-    return demodulation_from_taps_sq(arrange_kernel(weight)["taps_sq"], styles, eps)
+    return demodulation_from_taps_sq(sum_of_squares_over_taps(weight), styles, eps)
 
 
 def demodulation_from_taps_sq(taps_sq: jnp.ndarray, styles: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
@@ -254,7 +259,7 @@ def demodulation_from_taps_sq(taps_sq: jnp.ndarray, styles: jnp.ndarray, eps: fl
 
 def modulated_conv2d(
     x: jnp.ndarray,
-    weight: jnp.ndarray | None,
+    weight: jnp.ndarray,
     styles: jnp.ndarray,
     *,
     noise: jnp.ndarray | None = None,
@@ -264,14 +269,13 @@ def modulated_conv2d(
     demodulate: bool = True,
     form: str = "grouped",
     kernel: ArrangedKernel | None = None,
-    kernel_size: int | None = None,
     precision=None,
 ) -> jnp.ndarray:
     """StyleGAN2's modulated (and demodulated) convolution for one example.
 
     Args:
       x: `[H, W, C_in]` activations.
-      weight: `[C_out, C_in, k, k]` raw weight (may be None when `kernel` is given).
+      weight: `[C_out, C_in, k, k]` raw weight.
       styles: `[C_in]` per-input-channel scales from the affine layer.
       noise: optional `[H*up, W*up]` (broadcast over channels), added after demodulation.
       up, padding, f: as in `conv2d_resample`.
@@ -280,7 +284,6 @@ def modulated_conv2d(
         'shared' scales x by the styles before and by the demodulation coefficients after a
         convolution with the shared kernel (one dense conv under vmap). Same math.
       kernel: `arrange_kernel(weight, up=up)`, precomputed; arranged here when None.
-      kernel_size: k, needed only when `weight` is None.
 
     Returns:
       `[H*up, W*up, C_out]`.
@@ -289,10 +292,9 @@ def modulated_conv2d(
         raise ValueError(f"unknown modulated conv form {form!r}; expected one of {MODCONV_FORMS}")
     if kernel is None:
         kernel = arrange_kernel(weight.astype(jnp.float32), up=up)
-    k = weight.shape[-1] if weight is not None else kernel_size
     styles = styles.astype(jnp.float32)
     demod = demodulation_from_taps_sq(kernel["taps_sq"], styles) if demodulate else None
-    conv = dict(kernel_size=k, f=f, up=up, padding=padding, precision=precision)
+    conv = dict(kernel_size=weight.shape[-1], f=f, up=up, padding=padding, precision=precision)
     if form == "grouped":
         taps = scale_kernel(kernel["taps"], styles, demod)
         x = conv2d_resample_arranged(x, jax.tree.map(lambda t: t.astype(x.dtype), taps), **conv)
