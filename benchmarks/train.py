@@ -21,7 +21,6 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gvjax.config import GeneratorConfig

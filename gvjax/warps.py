@@ -13,10 +13,8 @@ plus a carried history (`slitscan_batch`), which makes batch boundaries invisibl
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Mapping
+from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

@@ -5,7 +5,6 @@ tests/data/stylegan2/README.md. Tolerance: max |ours - reference| <= 1e-4.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict

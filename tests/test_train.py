@@ -4,13 +4,11 @@
 """
 
 import io
-import math
 import zipfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from conftest import run_cli
 
@@ -18,7 +16,7 @@ from gvjax.errors import GvjaxError
 from gvjax.train import augment as aug
 from gvjax.train.config import TrainConfig
 from gvjax.train.data import ImageDataset, Prefetcher, batch_indices, center_crop_resize
-from gvjax.train.fruit import FRUITS, fruit_image, write_fruit_dataset
+from gvjax.train.fruit import FRUITS, fruit_image
 from gvjax.train.step import lazy_adam
 
 

@@ -1,7 +1,5 @@
 """Feature warps: identities, hand-computed cases, slit-scan across batches, compile count, audio drive."""
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np

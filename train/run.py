@@ -27,7 +27,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gvjax.checkpoint import save_checkpoint
