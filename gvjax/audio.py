@@ -1,6 +1,6 @@
 """Audio in, per-video-frame features out: decoding, analysis, normalisation, envelopes.
 
-    samples = load_audio(path)                      # librosa: wav, flac, ogg, mp3, ... -> mono float32
+    samples = load_audio(path)                      # wav, flac, mp3, m4a, opus, mp4, webm, ... -> mono float32
     raw = raw_features(samples, sr, fps, config)    # per frame, un-normalised, unsmoothed
     features = finish_features(raw, fps, config)    # smoothed (attack/release), then 0..1
     # or all at once, with optional per-feature stems:
@@ -45,13 +45,20 @@ decodes and resamples as a stream for the same reason.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
+import logging
 import math
 import os
 import pathlib
+import re
+import subprocess
+import sys
+import tempfile
 import warnings
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -191,74 +198,155 @@ class AudioFeatures:
         return {name: getattr(self, name) for name in FEATURES}
 
 
+# ----------------------------------------------------------------------------- decoder chatter
+
+_MESSAGES: collections.deque[str] = collections.deque(maxlen=1000)
+_log = logging.getLogger(__name__)
+
+
+def decoder_messages() -> list[str]:
+    """What the audio decoders said, oldest first (the last 1000 lines), each `file: message`.
+
+    C libraries' stderr (mpg123's `Note: Illegal Audio-MPEG-Header ...`), ffmpeg's log and
+    Python warnings (librosa, audioread, numpy) captured while decoding, for a log or
+    `--verbose`; they are never printed. Each line also goes to the `gvjax.audio` logger at
+    DEBUG level.
+    """
+    return list(_MESSAGES)
+
+
+def _note(source: str, text: str) -> None:
+    for line in text.splitlines():
+        if line.strip():
+            _MESSAGES.append(f"{source}: {line.rstrip()}")
+            _log.debug("%s: %s", source, line.rstrip())
+
+
+@contextlib.contextmanager
+def captured_decoder_output(source: str) -> Iterator[None]:
+    """Keep decoder chatter off the terminal during the block; it goes to `decoder_messages()`.
+
+    File descriptor 2 (where C libraries write) is redirected to a temporary file and Python
+    warnings are recorded; both are noted under `source`. fd 2 is restored even when the
+    block raises. The redirect is process-wide: whatever another thread writes to stderr
+    meanwhile is captured too (audio is decoded before a render starts its threads).
+    """
+    with tempfile.TemporaryFile() as tmp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 at all: nothing to redirect
+            saved = None
+        else:
+            os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            _note(source, tmp.read().decode("utf-8", "replace"))
+            for w in caught:
+                _note(source, f"{w.category.__name__}: {w.message}")
+
+
 # ----------------------------------------------------------------------------- decoding
 
 
 def load_audio(
     path: str | os.PathLike, *, sr: int = SR, start: float = 0.0, duration: float | None = None
 ) -> tuple[np.ndarray, int]:
-    """Decode an audio file with librosa: `(samples [n] float32 mono, sr)`.
+    """Decode an audio file: `(samples [n] float32 mono, sr)`, samples within [-1, 1].
 
-    Any format librosa reads (wav, flac, ogg, mp3, aiff, ... through libsndfile; others
-    through librosa's audioread fallback), any sample rate (resampled to `sr` with soxr
-    HQ, as `librosa.load`), any channel count (averaged to mono). libsndfile formats are
-    decoded in blocks (`librosa.stream`) and resampled as a stream, so memory holds the
-    mono `sr` result only, never the whole file at its native rate and channel count.
+    Formats libsndfile reads (wav, flac, ogg vorbis/opus, mp3, aiff, ...) are decoded in
+    blocks (`librosa.stream`) and resampled as a stream (soxr HQ), giving the samples and
+    length of `librosa.load`. Anything else goes through the bundled ffmpeg
+    (imageio-ffmpeg's binary): m4a/aac, opus, wma, and the first audio stream of a video
+    (mp4, mov, mkv, webm, avi, ...), decoded to float32 at the native rate, trimmed to the
+    range to the sample (`int(start * rate)`, `int(duration * rate)`, as librosa) and
+    resampled the same way. Either way memory holds the mono `sr` result only. Any
+    channel count is averaged to mono.
+
+    Float files may hold samples beyond full scale. Finite ones (a float wav peaking at 1e30
+    or 3e38) are divided by the peak of the loaded range, so the analysis sees at most full
+    scale and cannot overflow (features are normalised per song anyway; only the absolute
+    `silence_db` floor then counts from the peak). NaN or infinite samples are refused.
+
+    What the decoders print (C libraries on stderr, ffmpeg's log, Python warnings) is kept
+    for `decoder_messages()` and the `gvjax.audio` logger, never shown.
 
     Args:
-      path: the audio file.
+      path: the audio (or video) file.
       sr: output sample rate, Hz.
       start: offset of the range to load, seconds (>= 0).
       duration: length of the range, seconds (> 0), or None for the rest of the file.
 
     Raises GvjaxError (one line naming the file) for a missing, unreadable or non-audio
-    file, a start past the end, or a file with no samples.
+    file, a video without an audio stream, NaN/inf samples, a start past the end, or a
+    file with no samples.
     """
     path = _check_file(path)
     if not (math.isfinite(start) and start >= 0):
         raise GvjaxError(f"audio start must be >= 0 seconds, got {start}")
     if duration is not None and not (math.isfinite(duration) and duration > 0):
         raise GvjaxError(f"audio duration must be > 0 seconds, got {duration}")
-    import librosa
-    import soundfile
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # librosa warns before its audioread fallback; we report errors ourselves
-            try:
-                info = soundfile.info(path)
-            except Exception:  # noqa: BLE001 - not a libsndfile format: librosa's fallback decoders
-                y, _ = librosa.load(path, sr=sr, mono=True, offset=start, duration=duration, dtype=np.float32)
-            else:
-                if start > 0 and info.frames > 0 and start >= info.frames / info.samplerate:
-                    raise _past_end(path, start)
-                y = _stream_decode(path, info, sr, start, duration)
-    except GvjaxError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any decoder failure is an unreadable file
-        raise GvjaxError(f"cannot read audio from {path}: not a readable audio file ({_one_line(e)})") from None
+    with captured_decoder_output(path):
+        y = _decode(path, sr, start, duration, np.float32)
+        if y is None or not np.isfinite(np.sum(y, dtype=np.float64)):
+            # NaN/inf samples, or float samples too large for float32 (beyond 3.4e38, or mixed
+            # down or resampled past it): once more in float64, which tells the two apart.
+            y = _decode(path, sr, start, duration, np.float64)
+        peak = float(np.max(np.abs(y))) if y is not None and y.size else 0.0
+    if y is None or not math.isfinite(peak):
+        raise GvjaxError(f"{path} has NaN or infinite samples (a damaged float file): cannot analyse it")
     if y.size == 0:
         if start > 0:
             raise _past_end(path, start)
         raise GvjaxError(f"{path} contains no audio samples")
-    y = np.asarray(y, np.float32).reshape(-1)
-    if not np.isfinite(np.sum(y, dtype=np.float64)):  # a corrupt float file: NaN/inf samples become silence
-        y[~np.isfinite(y)] = 0
-    return y, int(sr)
+    if peak > 1:
+        _note(path, f"peak {peak:.3g} is beyond full scale: samples divided by it")
+        y = y / peak
+    return np.asarray(y, np.float32).reshape(-1), int(sr)
+
+
+def _decode(path: str, sr: int, start: float, duration: float | None, dtype) -> np.ndarray | None:
+    """`[n]` mono samples at `sr` in `dtype`: libsndfile where it reads the file, else ffmpeg.
+
+    None when libsndfile read samples that are not finite in `dtype` (librosa refuses them).
+    """
+    import librosa
+    import soundfile
+
+    try:
+        info = soundfile.info(path)
+    except Exception:  # noqa: BLE001 - not a libsndfile format
+        return _ffmpeg_decode(path, sr, start, duration, dtype)
+    if start > 0 and info.frames > 0 and start >= info.frames / info.samplerate:
+        raise _past_end(path, start)
+    try:
+        return _stream_decode(path, info, sr, start, duration, dtype=dtype)
+    except librosa.ParameterError:  # "Audio buffer is not finite everywhere"
+        return None
+    except Exception as e:  # noqa: BLE001 - libsndfile opened it but cannot decode it: ffmpeg may
+        _note(path, f"libsndfile failed ({_one_line(e)}); decoding with ffmpeg")
+        return _ffmpeg_decode(path, sr, start, duration, dtype)
 
 
 def _past_end(path: str, start: float) -> GvjaxError:
     return GvjaxError(f"start {start:g} s is past the end of {path} ({audio_duration(path):.2f} s long)")
 
 
-def _stream_decode(path: str, info, sr: int, start: float, duration: float | None) -> np.ndarray:
+def _stream_decode(path: str, info, sr: int, start: float, duration: float | None, *, dtype=np.float32) -> np.ndarray:
     """Block-wise decode + mono + streaming soxr resample; same samples and length as `librosa.load`.
 
     `info` is the file's `soundfile.info`; its frame count sizes the output once (no
-    doubling, no final copy).
+    doubling, no final copy). `dtype` float64 reads, mixes and resamples in double precision
+    (float samples too large for float32 arithmetic).
     """
     import librosa
-    import soxr
 
     native_sr = info.samplerate
     block = 1 << 16
@@ -267,25 +355,37 @@ def _stream_decode(path: str, info, sr: int, start: float, duration: float | Non
         n_est = min(n_est, int(duration * native_sr))
     blocks = librosa.stream(
         path, block_length=1, frame_length=block, hop_length=block, mono=True,
-        offset=start or None, duration=duration, fill_value=None, dtype=np.float32,
+        offset=start or None, duration=duration, fill_value=None, dtype=dtype,
     )
-    resampler = None if native_sr == sr else soxr.ResampleStream(native_sr, sr, 1, dtype="float32", quality="HQ")
-    out = np.zeros(math.ceil(n_est * sr / native_sr) + 64, np.float32)
+    return _resample_stream(blocks, native_sr, sr, n_est, dtype)
+
+
+def _resample_stream(blocks: Iterable[np.ndarray], native_sr: int, sr: int, n_est: int, dtype) -> np.ndarray:
+    """Concatenate mono blocks at `native_sr`, resampled to `sr` as a stream (soxr HQ, as `librosa.load`).
+
+    The output is `ceil(n * sr / native_sr)` samples for n input samples
+    (`librosa.resample(fix=True)`), allocated once for `n_est` input samples and grown if
+    the stream is longer.
+    """
+    import soxr
+
+    resampler = None if native_sr == sr else soxr.ResampleStream(native_sr, sr, 1, dtype=np.dtype(dtype).name, quality="HQ")
+    out = np.zeros(math.ceil(n_est * sr / native_sr) + 64, dtype)
     n_in = n_out = 0
 
     def put(x):
         nonlocal out, n_out
-        if n_out + x.size > out.size:  # the header's frame count was short (some mp3s)
+        if n_out + x.size > out.size:  # the estimate was short (some mp3 headers, ffmpeg streams)
             out = np.resize(out, n_out + x.size + out.size // 4)
         out[n_out : n_out + x.size] = x
         n_out += x.size
 
     for x in blocks:
-        x = np.ascontiguousarray(x, np.float32).reshape(-1)
+        x = np.ascontiguousarray(x, dtype).reshape(-1)
         n_in += x.size
         put(x if resampler is None else resampler.resample_chunk(x))
     if resampler is not None:
-        put(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        put(resampler.resample_chunk(np.zeros(0, dtype), last=True))
     n_expected = n_in if resampler is None else math.ceil(n_in * sr / native_sr)  # librosa.resample(fix=True)
     if n_out < n_expected:
         out = np.resize(out, n_expected) if out.size < n_expected else out
@@ -294,16 +394,136 @@ def _stream_decode(path: str, info, sr: int, start: float, duration: float | Non
 
 
 def audio_duration(path: str | os.PathLike) -> float:
-    """Length of an audio file in seconds (from its header where the format has one)."""
+    """Length of an audio file in seconds: from the header for libsndfile formats, else by
+    decoding its first audio stream with ffmpeg (exact: the samples `load_audio` gets)."""
     path = _check_file(path)
-    import librosa
+    import soundfile
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(librosa.get_duration(path=path))
-    except Exception as e:  # noqa: BLE001
-        raise GvjaxError(f"cannot read audio from {path}: not a readable audio file ({_one_line(e)})") from None
+    with captured_decoder_output(path):
+        try:
+            return float(soundfile.info(path).duration)
+        except Exception:  # noqa: BLE001 - not a libsndfile format
+            pass
+        with _FfmpegAudio(path, np.float32) as stream:
+            return sum(x.shape[0] for x in stream.blocks()) / stream.sr
+
+
+# ffmpeg's demuxers of still images: such an input is "an image", not "a video without sound".
+_IMAGE_DEMUXERS = ("image2", "apng", "gif", "svg")
+
+
+class _FfmpegAudio:
+    """The first audio stream of a file, decoded by the bundled ffmpeg: native rate, all channels.
+
+    ffmpeg writes a float wav (32 or 64 bit) to a pipe; we read its header for the rate and
+    channel count, then blocks of `[frames, channels]`. Its log (`-v info`, no stats) goes
+    to a temporary file, read when the stream closes: noted for `decoder_messages()` when
+    all went well, turned into a one-line GvjaxError when ffmpeg failed. Use as a context
+    manager; leaving early stops ffmpeg.
+    """
+
+    def __init__(self, path: str, dtype):
+        import imageio_ffmpeg
+
+        self.path = path
+        self.dtype = np.dtype(dtype)
+        codec = {"float32": "pcm_f32le", "float64": "pcm_f64le"}[self.dtype.name]
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", "info",
+            "-i", path, "-map", "0:a:0", "-c:a", codec, "-map_metadata", "-1", "-f", "wav", "pipe:1",
+        ]
+        self._log = tempfile.TemporaryFile()
+        self._stopped = False
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log)
+        except OSError as e:
+            self._log.close()
+            raise GvjaxError(f"cannot read audio from {path}: cannot run ffmpeg ({_one_line(e)})") from None
+        header = _wav_header(self._proc.stdout)
+        if header is None:  # ffmpeg stopped before writing audio: its log says why
+            self._finish()
+            raise GvjaxError(f"cannot read audio from {path}: ffmpeg wrote no audio")
+        self.sr, self.channels = header
+
+    def blocks(self, first: int = 0, count: int | None = None, block: int = 1 << 16) -> Iterator[np.ndarray]:
+        """`[frames, channels]` blocks of frames `[first, first + count)` (count None: to the end)."""
+        frame_bytes = self.channels * self.dtype.itemsize
+        at, end = 0, math.inf if count is None else first + count
+        while at < end:
+            data = self._proc.stdout.read(block * frame_bytes)
+            if len(data) < frame_bytes:
+                return
+            x = np.frombuffer(data[: len(data) // frame_bytes * frame_bytes], "<" + self.dtype.str[1:])
+            x = x.reshape(-1, self.channels)
+            lo, hi = max(first - at, 0), min(x.shape[0], end - at)
+            at += x.shape[0]
+            if hi > lo:
+                yield x[lo:hi]
+        self._stopped = True  # the range is complete: ffmpeg need not decode the rest
+
+    def __enter__(self) -> "_FfmpegAudio":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        self._stopped |= kind is not None
+        self._finish()
+
+    def _finish(self) -> None:
+        """Stop or reap ffmpeg; note its log, or raise the cause of its failure as a GvjaxError."""
+        if self._stopped and self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.stdout.close()
+        code = self._proc.wait()
+        self._log.seek(0)
+        text = self._log.read().decode("utf-8", "replace")
+        self._log.close()
+        _note(self.path, text)
+        if code != 0 and not self._stopped:
+            raise _ffmpeg_error(self.path, text)
+
+
+def _wav_header(pipe) -> tuple[int, int] | None:
+    """`(rate, channels)` from the RIFF header ffmpeg writes to a pipe, leaving `pipe` at the
+    first sample; None when the stream ends first."""
+    head = pipe.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    fmt = None
+    while True:
+        chunk = pipe.read(8)
+        if len(chunk) < 8:
+            return None
+        size = int.from_bytes(chunk[4:], "little")
+        if chunk[:4] == b"data":  # size 0xFFFFFFFF on a pipe: read to the end
+            return None if fmt is None else fmt
+        body = pipe.read(size + (size & 1))
+        if chunk[:4] == b"fmt " and len(body) >= 8:
+            fmt = int.from_bytes(body[4:8], "little"), int.from_bytes(body[2:4], "little")
+
+
+def _ffmpeg_decode(path: str, sr: int, start: float, duration: float | None, dtype) -> np.ndarray:
+    """`[n]` mono samples at `sr` of the file's first audio stream, decoded by ffmpeg."""
+    with _FfmpegAudio(path, dtype) as stream:
+        first = int(start * stream.sr)
+        count = None if duration is None else int(duration * stream.sr)
+        mono = (x.mean(axis=1) for x in stream.blocks(first, count))
+        return _resample_stream(mono, stream.sr, sr, count or 60 * stream.sr, dtype)
+
+
+def _ffmpeg_error(path: str, log: str) -> GvjaxError:
+    """One line for a failed ffmpeg decode: no audio stream (an image, a silent video) or ffmpeg's own cause."""
+    if "matches no streams" in log:
+        demuxer = re.search(r"^Input #0, ([^,\s]+)", log, re.M)
+        video = re.search(r"^\s*Stream #0:\d+\S*: Video: (\w+)", log, re.M)
+        demuxer = demuxer.group(1) if demuxer else ""
+        if video and (demuxer.endswith("_pipe") or demuxer in _IMAGE_DEMUXERS):
+            return GvjaxError(f"cannot read audio from {path}: not a readable audio file (it is a {video.group(1)} image)")
+        what = " (a video without sound)" if video else ""
+        return GvjaxError(f"{path} has no audio stream{what}")
+    lines = [re.sub(r"^\[[^]]*@ 0x[0-9a-f]+\]\s*", "", line).strip() for line in log.splitlines()]
+    lines = [line for line in lines if line]
+    cause = lines[-1] if lines else "ffmpeg failed"
+    return GvjaxError(f"cannot read audio from {path}: not a readable audio file ({cause[:200]})")
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -578,7 +798,8 @@ def compute_features(
       config: analysis options.
       start, duration: the range of the song, seconds (duration None: to the end).
 
-    Returns AudioFeatures with `n_frames = floor(loaded duration * fps)`.
+    Returns AudioFeatures with `n_frames = floor(loaded duration * fps)`. Songs and stems are
+    read by `load_audio` (any container with an audio stream).
     """
     stems = dict(stems or {})
     unknown = sorted(set(stems) - set(FEATURES))
@@ -598,7 +819,8 @@ def compute_features(
             samples = y
         else:
             samples, _ = load_audio(src, sr=config.sr, start=start, duration=duration or y.size / sr)
-        feats = raw_features(samples, sr, fps, config, names=tuple(names), source=src)
+        with captured_decoder_output(src):  # a numpy warning is noted, never printed
+            feats = raw_features(samples, sr, fps, config, names=tuple(names), source=src)
         for name, x in feats.items():
             raw[name] = _fit_length(x, n_frames)
     return finish_features(raw, fps, config, sources=sources)
