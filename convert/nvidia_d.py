@@ -117,11 +117,13 @@ def load_discriminator(raw: dict, info: dict[str, Any]) -> tuple[DiscriminatorCo
 
     raw: `{'params': ..., 'buffers': ...}` nested by NVIDIA's names (what `gvjax convert`
     stores). info: `{'class_name', 'init_kwargs', 'format'}`. Only NVIDIA pickles' StyleGAN2
-    discriminators are understood; anything else is a one-line GvjaxError.
+    discriminators are understood (TF pickles' Ds are converted into their layout); anything else
+    is a one-line GvjaxError, with `info['unsupported']` as the reason where the converter gave one.
     """
     fmt, class_name = info.get("format"), info.get("class_name")
     if fmt != "nvidia-pkl":
-        raise GvjaxError(f"discriminator from a {fmt or 'unknown'} source is not supported (NVIDIA pickles only)")
+        why = info.get("unsupported") or "NVIDIA pickles only"
+        raise GvjaxError(f"discriminator from a {fmt or 'unknown'} source is not supported ({why})")
     if class_name not in D_CLASSES:
         raise GvjaxError(f"unknown discriminator class {class_name!r}: expected a StyleGAN2 'Discriminator'")
     config = d_config_from_init_kwargs(info.get("init_kwargs") or {}, info.get("module_overrides"))

@@ -1,8 +1,9 @@
-"""A restricted unpickler for PyTorch checkpoints and NVIDIA network pickles.
+"""A restricted unpickler for PyTorch checkpoints and NVIDIA network pickles (torch and TensorFlow).
 
 Unpickling runs code: every global a pickle names is imported and may be called. `SafeUnpickler`
-resolves globals only through the explicit table `ALLOWED_GLOBALS`, which maps each permitted
-name to a replacement written here (plain Python / numpy; torch, dnnlib and torch_utils are never
+resolves globals only through an explicit table, `ALLOWED_GLOBALS` for torch files or
+`TF_ALLOWED_GLOBALS` for TensorFlow network pickles, which maps each permitted name to a
+replacement written here (plain Python / numpy; torch, dnnlib, tensorflow and torch_utils are never
 imported). Any other global raises `UnsafePickleError` naming it, before anything is called.
 
 What the replacements build:
@@ -21,9 +22,18 @@ What the replacements build:
 * numpy scalars (``numpy.core.multiarray.scalar`` / ``numpy._core.multiarray.scalar`` with a
   ``numpy.dtype``) -> numpy scalars of plain numeric dtypes only.
 
-Not allowed on purpose: ``numpy.ndarray`` / ``numpy.core.multiarray._reconstruct`` (torch
-checkpoints do not need them, and object arrays would unpickle arbitrary content), every
-``torch.nn`` class (a whole pickled module), TorchScript (``__torch__``) classes.
+Not allowed on purpose in torch files: ``numpy.ndarray`` / ``numpy.core.multiarray._reconstruct``
+(torch checkpoints do not need them), every ``torch.nn`` class (a whole pickled module),
+TorchScript (``__torch__``) classes.
+
+TensorFlow network pickles (`TF_ALLOWED_GLOBALS`, nothing of torch) allow only:
+
+* ``dnnlib.tflib.network.Network`` (and ProGAN's ``tfutil.Network``) -> `TFNetwork`, a record of
+  the pickled state dict (``build_module_src`` is kept as a string, never executed);
+* numpy arrays, ``numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b')`` + BUILD ->
+  `PickledArray`, decoded by `array_from_state`: plain numeric dtypes only (object arrays are
+  refused at their ``numpy.dtype``), the byte count checked against shape and dtype;
+* ``numpy.dtype``, numpy scalars, ``_codecs.encode`` and ``EasyDict`` as above.
 
 bfloat16 storages decode to ``ml_dtypes.bfloat16`` arrays (numpy has no bfloat16; ml_dtypes is a
 dependency of jax); ``.astype(numpy.float32)`` is exact.
@@ -279,6 +289,97 @@ def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
+# --- numpy arrays (TensorFlow network pickles) ----------------------------------------------------
+
+
+class NumpyNdarray:
+    """What the global ``numpy.ndarray`` becomes: only a marker for `_reconstruct_array` (never instantiated)."""
+
+
+class PickledArray:
+    """What a pickled ``numpy.ndarray`` becomes: ``array``, decoded by `array_from_state` at BUILD.
+
+    numpy pickles an array as ``_reconstruct(numpy.ndarray, (0,), b'b')`` followed by BUILD with
+    ``(version, shape, dtype, is_fortran, raw bytes)``; numpy's own ``__setstate__`` never sees it.
+    """
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.array = array_from_state(state)
+
+    def __repr__(self) -> str:
+        return "PickledArray(unset)" if self.array is None else f"PickledArray({self.array.dtype}, {list(self.array.shape)})"
+
+
+def _reconstruct_array(subtype: Any, shape: Any = (0,), typecode: Any = b"b") -> PickledArray:
+    """Replacement for numpy.core.multiarray._reconstruct: only plain ``numpy.ndarray``s."""
+    if subtype is not NumpyNdarray or shape != (0,) or typecode not in (b"b", "b"):
+        raise UnsafePickleError("refused numpy _reconstruct: only plain numpy.ndarray objects are allowed")
+    return PickledArray()
+
+
+def array_from_state(state: Any) -> np.ndarray:
+    """A read-only numeric array from numpy's pickled array state ``([version,] shape, dtype, is_fortran, data)``.
+
+    The dtype must be a `NumpyDtypeSpec` (plain numeric) and `data` raw bytes of exactly
+    ``prod(shape) * itemsize``; the result views those bytes (no copy) in native byte order.
+    """
+    if isinstance(state, tuple) and len(state) == 5 and isinstance(state[0], int):
+        state = state[1:]
+    if not isinstance(state, tuple) or len(state) != 4:
+        raise CorruptCheckpointError(f"malformed numpy array state {state!r:.80}")
+    shape, spec, fortran, data = state
+    shape = _int_tuple(shape, "shape")
+    if not isinstance(spec, NumpyDtypeSpec):
+        raise UnsafePickleError(f"refused numpy array of {type(spec).__name__}: only plain numeric arrays are allowed")
+    if not isinstance(data, (bytes, bytearray)) or not isinstance(fortran, bool):
+        raise UnsafePickleError(f"refused numpy array data of {type(data).__name__}: only raw numeric bytes are allowed")
+    dtype = spec.dtype
+    if len(data) != math.prod(shape) * dtype.itemsize:
+        raise CorruptCheckpointError(
+            f"numpy array of shape {list(shape)} and dtype {dtype} needs {math.prod(shape) * dtype.itemsize} bytes, has {len(data)}"
+        )
+    array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+    if not dtype.isnative:
+        array = array.astype(dtype.newbyteorder("="))
+        array.flags.writeable = False
+    return array
+
+
+class TFNetwork:
+    """What a pickled ``dnnlib.tflib.network.Network`` becomes: `state`, its pickled state dict, as data.
+
+    Pickled as ``NEWOBJ(Network, ())`` then ``BUILD(state)``; TF's own ``__setstate__`` would
+    execute ``state['build_module_src']``, this one only keeps the dict. `class_name` names the
+    pickled class (ProGAN's is ``tfutil.Network``).
+    """
+
+    class_name = "dnnlib.tflib.network.Network"
+
+    def __new__(cls, *args):  # NEWOBJ does not call __init__
+        obj = super().__new__(cls)
+        obj.state = {}
+        return obj
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise CorruptCheckpointError(f"{self.class_name} state is not a dict")
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"TFNetwork({self.state.get('name')!r:.40}, {self.state.get('build_func_name')!r:.40})"
+
+
+class TFUtilNetwork(TFNetwork):
+    """``tfutil.Network``, the network class of Progressive GAN pickles."""
+
+    class_name = "tfutil.Network"
+
+
 # --- argparse.Namespace -------------------------------------------------------------------------
 
 
@@ -356,6 +457,19 @@ def _build_allowed() -> dict[tuple[str, str], Any]:
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = _build_allowed()
 
+#: The only globals a TensorFlow network pickle may name (nothing of torch).
+TF_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("dnnlib.tflib.network", "Network"): TFNetwork,
+    ("tfutil", "Network"): TFUtilNetwork,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct_array,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct_array,
+    ("numpy", "ndarray"): NumpyNdarray,
+    **{key: ALLOWED_GLOBALS[key] for key in (
+        ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"), ("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict"),
+    )},
+}
+
 
 def refusal_message(module: str, name: str) -> str:
     """The one-line reason a global is refused."""
@@ -371,11 +485,11 @@ def refusal_message(module: str, name: str) -> str:
 
 
 class SafeUnpickler(pickle.Unpickler):
-    """pickle.Unpickler that resolves globals only through `ALLOWED_GLOBALS`.
+    """pickle.Unpickler that resolves globals only through `allowed` (`ALLOWED_GLOBALS` by default).
 
     persistent_load(pid) -> storage: resolves persistent ids (torch storages); None refuses all.
     load_from_bytes(b: bytes) -> storage: decodes ``torch.storage._load_from_bytes`` blobs;
-    None refuses that global.
+    None refuses that global. allowed: `TF_ALLOWED_GLOBALS` for TensorFlow network pickles.
     """
 
     def __init__(
@@ -384,14 +498,16 @@ class SafeUnpickler(pickle.Unpickler):
         *,
         persistent_load: Callable[[Any], Any] | None = None,
         load_from_bytes: Callable[[bytes], Any] | None = None,
+        allowed: dict[tuple[str, str], Any] = ALLOWED_GLOBALS,
     ):
         super().__init__(file)
         self._resolve_pid = persistent_load
         self._load_from_bytes = load_from_bytes
+        self._allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
         """Return the replacement for an allowed global, else raise UnsafePickleError."""
-        replacement = ALLOWED_GLOBALS.get((module, name))
+        replacement = self._allowed.get((module, name))
         if replacement is LOAD_FROM_BYTES:
             replacement = self._load_from_bytes
         if replacement is None:

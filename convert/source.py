@@ -5,33 +5,37 @@ A source is a file people have:
 * 'nvidia-pkl': an NVIDIA network pickle (stylegan2-ada-pytorch `training.networks`, or the
   stylegan3 repo's `training.networks_stylegan2`): a dict with `G_ema` and usually `G`, `D`,
   `augment_pipe`, `training_set_kwargs`;
+* 'nvidia-tf-pkl': an NVIDIA TensorFlow network pickle (NVlabs/stylegan2, stylegan2-ada TF): the
+  tuple `(G, D, Gs)` of `dnnlib.tflib.network.Network`s; `Gs` plays G_ema (see `convert.tensorflow`);
 * 'rosinality-pt': a rosinality/stylegan2-pytorch `torch.save` file: `g_ema` and `latent_avg`
   (convert_weight.py), or a training checkpoint with `g`, `d`, `g_ema`, optimiser states and
   `args`, without `latent_avg`.
 
+`SOURCE_FORMATS` is the one table of (name, detect, read) that `load_source` dispatches through.
 `G_ema` (and `G`) become gvjax generator variables; `D` is kept as its raw state
-(`{'params': ..., 'buffers': ...}` in NVIDIA's / rosinality's names) with its class and init
-kwargs in `extra['D']`, for the training stage. Nothing in a source is executed: files are read
-with `gvjax.convert.torch_io.load_torch_file`.
+(`{'params': ..., 'buffers': ...}` in NVIDIA's / rosinality's names; a TF D is renamed into
+NVIDIA's) with its class and init kwargs in `extra['D']`, for the training stage. Nothing in a
+source is executed: files are read with `gvjax.convert.torch_io.load_torch_file`, TF pickles with
+`gvjax.convert.tensorflow.load_tf_pickle`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from gvjax.checkpoint import Checkpoint, check_shapes, is_checkpoint, load_checkpoint, read_config, save_checkpoint
 from gvjax.config import GeneratorConfig
-from gvjax.convert import nvidia, rosinality
+from gvjax.convert import nvidia, rosinality, tensorflow
 from gvjax.convert.safe_pickle import PersistentObject, PickledNamespace
 from gvjax.convert.torch_io import load_torch_file, module_attributes, module_buffer_names, module_state_dict
 from gvjax.errors import GvjaxError
 
-FORMATS = ("nvidia-pkl", "rosinality-pt")
 #: rosinality checkpoints without `latent_avg`: w_avg is the mean of this many mapped z (as its mean_latent)
 W_AVG_SAMPLES = 4096
 W_AVG_SEED = 0
@@ -50,38 +54,51 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def source_format(obj: Any) -> str:
-    """'nvidia-pkl' or 'rosinality-pt' for a loaded source object; UnsupportedCheckpointError otherwise."""
-    if isinstance(obj, dict) and isinstance(obj.get("G_ema"), PersistentObject):
-        return "nvidia-pkl"
-    if isinstance(obj, dict) and isinstance(obj.get("g_ema"), dict):
-        return "rosinality-pt"
+@dataclasses.dataclass(frozen=True)
+class SourceFormat:
+    """One source format: `detect(obj)` on the loaded file, `read(obj)` -> (config, networks, provenance, extra)."""
+
+    name: str
+    detect: Callable[[Any], bool]
+    read: Callable[[Any], tuple[GeneratorConfig, dict, dict, dict]]
+
+
+def source_format(obj: Any) -> SourceFormat:
+    """The `SOURCE_FORMATS` row that detects a loaded source object; UnsupportedCheckpointError if none does."""
+    for fmt in SOURCE_FORMATS:
+        if fmt.detect(obj):
+            return fmt
     if isinstance(obj, dict):
         keys = ", ".join(repr(k) for k in list(obj)[:6])
         found = f"a dict with keys {keys}" if keys else "an empty dict"
     else:
         found = type(obj).__name__
     raise UnsupportedCheckpointError(
-        f"not a StyleGAN2 checkpoint: expected an NVIDIA network pickle (with G_ema) or a rosinality "
-        f"checkpoint (with g_ema), found {found}"
+        f"not a StyleGAN2 checkpoint: expected an NVIDIA network pickle (with G_ema, or TensorFlow's (G, D, Gs)) "
+        f"or a rosinality checkpoint (with g_ema), found {found}"
     )
 
 
+def read_source_file(path: Path) -> Any:
+    """The unpickled object of a source file: TF network pickles by their own allow-list, the rest as torch files."""
+    return tensorflow.load_tf_pickle(path) if tensorflow.is_tf_pickle(path) else load_torch_file(path)
+
+
 def load_source(path: str | os.PathLike) -> Checkpoint:
-    """Convert an NVIDIA .pkl or rosinality .pt file in memory.
+    """Convert an NVIDIA .pkl (torch or TensorFlow) or rosinality .pt file in memory.
 
     Returns a Checkpoint with networks 'G_ema' (always), 'G' and 'D' (when the file has them),
-    provenance {source, source_name, sha256, format, class_name, init_kwargs, num_fp16_res, ...}
+    provenance {source, source_name, sha256, format, class_name, init_kwargs or static_kwargs, num_fp16_res, ...}
     and extra (the discriminator's class and kwargs, training settings found in the file).
     Every failure is a one-line GvjaxError naming the file.
     """
     path = Path(path)
     if path.is_dir():
         raise UnsupportedCheckpointError(f"{path} is a directory, not an NVIDIA .pkl or rosinality .pt file")
-    obj = load_torch_file(path)  # its errors already name the file
+    obj = read_source_file(path)  # its errors already name the file
     try:
         fmt = source_format(obj)
-        config, networks, provenance, extra = (_from_nvidia if fmt == "nvidia-pkl" else _from_rosinality)(obj)
+        config, networks, provenance, extra = fmt.read(obj)
         expected = _expected_shapes(config)
         for name in ("G_ema", "G"):
             if name in networks:
@@ -92,7 +109,7 @@ def load_source(path: str | os.PathLike) -> Checkpoint:
         "source": str(path.resolve()),
         "source_name": path.name,
         "sha256": sha256_file(path),
-        "format": fmt,
+        "format": fmt.name,
         **provenance,
     }
     return Checkpoint(config, networks, provenance, extra)
@@ -169,6 +186,66 @@ def _from_nvidia(obj: dict) -> tuple[GeneratorConfig, dict, dict, dict]:
 def _plain_dict(d: dict) -> dict:
     """The JSON-able (str-keyed, plain-valued) entries of d."""
     return {k: v for k, v in d.items() if isinstance(k, str) and isinstance(v, (str, int, float, bool, type(None)))}
+
+
+# --- NVIDIA TensorFlow ------------------------------------------------------------------------------
+
+
+def _tf_generator(net: Any, name: str, layout: tensorflow.Layout) -> tuple[GeneratorConfig, dict]:
+    """(config, variables) of a TF generator network."""
+    try:
+        config = tensorflow.generator_config(net, layout)
+        return config, tensorflow.generator_variables(net, config)
+    except GvjaxError as e:
+        raise type(e)(f"{name}: {e}") from None
+
+
+def _tf_discriminator(net: Any, layout: tensorflow.Layout) -> tuple[dict, dict[str, Any]]:
+    """(raw variables, extra['D']) of a TF discriminator.
+
+    In NVIDIA's torch names and layout, with the equivalent torch init kwargs (format 'nvidia-pkl'),
+    when gvjax's discriminator can load it; otherwise its TF variables as they are, with the reason
+    as `unsupported` (the training stage then reports it and starts from a fresh D).
+    """
+    from gvjax.convert.nvidia_d import load_discriminator
+
+    variables = tensorflow.tf_variables(net)
+    try:
+        info = {"class_name": "Discriminator", "init_kwargs": tensorflow.discriminator_kwargs(net, layout),
+                "format": "nvidia-pkl", "module_overrides": {}, "converted_from": tensorflow.FORMAT}
+        raw = nvidia.nest(tensorflow.discriminator_state(variables))
+        load_discriminator(raw, info)
+        return raw, info
+    except GvjaxError as e:
+        raw = nvidia.nest({k.replace("/", "."): v for k, v in variables.items()})
+        return raw, {"class_name": tensorflow.builder(net), "format": tensorflow.FORMAT, "unsupported": str(e)}
+
+
+def _from_tensorflow(obj: Any) -> tuple[GeneratorConfig, dict, dict, dict]:
+    """(config, networks, provenance, extra) of a TF network pickle's (G, D, Gs)."""
+    g, d, gs = tensorflow.split_networks(obj)
+    layout = tensorflow.layout_of(gs)
+    config, g_ema = _tf_generator(gs, "Gs", layout)
+    networks = {"G_ema": g_ema}
+    if g is not None:
+        g_config, networks["G"] = _tf_generator(g, "G", layout)
+        if g_config != config:
+            raise UnsupportedCheckpointError("G and Gs have different configs")
+    extra: dict[str, Any] = {}
+    nets = {"Gs": gs, **{f"Gs/{k}": c for k, c in tensorflow.components(gs).items()}}
+    if d is not None:
+        networks["D"], extra["D"] = _tf_discriminator(d, layout)
+        nets["D"] = d
+    provenance = {
+        "class_name": f"{layout.repo} {tensorflow.builder(gs)}",
+        "tf_layout": layout.repo,
+        "state_version": gs.state.get("version"),
+        "build_func_names": {k: tensorflow.builder(n) for k, n in nets.items()},
+        "static_kwargs": {k: tensorflow.jsonable(n.state.get("static_kwargs")) for k, n in nets.items()},
+        "num_fp16_res": config.num_fp16_res,
+        "networks": sorted(networks),
+    }
+    return config, networks, provenance, extra
 
 
 # --- rosinality -----------------------------------------------------------------------------------
@@ -252,6 +329,14 @@ def _from_rosinality(obj: dict) -> tuple[GeneratorConfig, dict, dict, dict]:
         "networks": sorted(networks),
     }
     return config, networks, provenance, extra
+
+
+SOURCE_FORMATS: tuple[SourceFormat, ...] = (
+    SourceFormat("nvidia-pkl", lambda obj: isinstance(obj, dict) and isinstance(obj.get("G_ema"), PersistentObject), _from_nvidia),
+    SourceFormat(tensorflow.FORMAT, tensorflow.is_tf_networks, _from_tensorflow),
+    SourceFormat("rosinality-pt", lambda obj: isinstance(obj, dict) and isinstance(obj.get("g_ema"), dict), _from_rosinality),
+)
+FORMATS = tuple(fmt.name for fmt in SOURCE_FORMATS)
 
 
 # --- to disk, and any model path --------------------------------------------------------------------
