@@ -18,8 +18,6 @@ import json
 import logging
 import os
 import pathlib
-import shutil
-import tempfile
 from typing import Any
 
 import jax
@@ -83,20 +81,13 @@ def save_checkpoint(
       extra: other JSON-serialisable configs (e.g. a discriminator's init kwargs).
       force: replace an existing `path`.
     """
+    from gvjax.outputs import check_dir_output, new_sibling, remove, replace_into
+
     path = pathlib.Path(path).absolute()
     if "G_ema" not in networks:
         raise ValueError("a checkpoint needs at least the 'G_ema' network")
-    if path.exists() and not force:
-        raise GvjaxError(f"{path} already exists (use --force to overwrite)")
-    if not path.parent.is_dir():
-        raise GvjaxError(f"output directory {path.parent} does not exist")
-    try:
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
-    except OSError as e:
-        raise GvjaxError(f"cannot write to {path.parent}: {e.strerror}") from None
+    check_dir_output(path, force=force)  # replaces only an old gvjax checkpoint, and only with force
+    tmp = new_sibling(path, directory=True)
     try:
         checkpointer = _checkpointer()
         for name, variables in networks.items():
@@ -109,12 +100,10 @@ def save_checkpoint(
             "provenance": provenance or {},
             "extra": extra or {},
         }
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        replace_into(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove(tmp)
         raise
     return path
 
@@ -152,6 +141,19 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         raise GvjaxError(f"{path} is not a gvjax checkpoint (config.json has no format '{FORMAT}')")
     if meta.get("version") != VERSION:
         raise GvjaxError(f"{path}: checkpoint version {meta.get('version')} is not supported (expected {VERSION})")
+    where = path / CONFIG_FILE
+    if not isinstance(meta.get("generator"), dict):
+        raise GvjaxError(f"{where}: 'generator' must be an object of generator settings")
+    networks = meta.get("networks", ["G_ema"])
+    if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks) or "G_ema" not in networks:
+        raise GvjaxError(f"{where}: 'networks' must be a list of network names that includes G_ema")
+    for key in ("provenance", "extra"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise GvjaxError(f"{where}: '{key}' must be an object")
+    try:
+        GeneratorConfig.from_dict(meta["generator"])
+    except GvjaxError as e:
+        raise GvjaxError(f"{where}: {e}") from None
     return meta
 
 

@@ -13,6 +13,11 @@ from typing import Optional
 
 import typer
 
+try:  # typer >= 0.20 vendors click as typer._click; older releases depend on click itself
+    from typer import _click as click
+except ImportError:  # pragma: no cover - older typer
+    import click
+
 import gvjax
 from gvjax.errors import GvjaxError
 
@@ -35,8 +40,33 @@ def _version_callback(value: bool):
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version_callback, is_eager=True),
+    verbose: bool = typer.Option(False, "--verbose", help="Also print what the libraries underneath say (warnings, decoder and ffmpeg logs)."),
 ):
     """gvjax: audio-reactive music videos from StyleGAN2 models, in JAX."""
+    from gvjax import chatter
+
+    chatter.set_verbose(verbose)
+
+
+def _finite(option: str, value: float | None, *, low: float | None = None, positive: bool = False) -> float | None:
+    """`value` of a command-line number, checked: finite, and > 0 / >= low when asked."""
+    import math
+
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise GvjaxError(f"{option} must be a finite number, got {value}")
+    if positive and not value > 0:
+        raise GvjaxError(f"{option} must be > 0, got {value:g}")
+    if low is not None and value < low:
+        raise GvjaxError(f"{option} must be >= {low:g}, got {value:g}")
+    return value
+
+
+def _seed(option: str, value: int) -> int:
+    from gvjax.config import check_seed
+
+    return check_seed(value, option)
 
 
 def load_model(spec: str):
@@ -80,39 +110,45 @@ def info():
 @app.command()
 def generate(
     model: str = typer.Argument(..., help=MODEL_HELP),
-    seeds: str = typer.Option("0-3", help="Seeds, e.g. '0-3' or '1,5,9'."),
+    seeds: str = typer.Option("0-3", help="Seeds, e.g. '0-3' or '1,5,9' (each in [0, 2**32))."),
     trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
     noise_mode: str = typer.Option("const", help="Noise: const, random or none."),
     outdir: pathlib.Path = typer.Option(..., help="Output directory (created if missing)."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     npy: bool = typer.Option(False, "--npy", help="Also write the float32 [H, W, C] output as .npy."),
-    batch: int = typer.Option(8, min=1, help="Images per compiled step."),
+    batch: int = typer.Option(8, min=1, help="Images per compiled step (at most the number of seeds)."),
     dtype: str = typer.Option("float32", help="Compute dtype: float32 or bfloat16."),
+    force: bool = typer.Option(False, "--force", help="Replace images of the same seeds already in OUTDIR."),
 ):
     """Images from seeds, as NVIDIA's generate.py: OUTDIR/seed0000.png, ..."""
-    import numpy as np
-
-    from gvjax.generate import generate_images, parse_seeds
-    from gvjax.images import to_uint8, write_png
+    from gvjax.generate import parse_seeds
+    from gvjax.model import NOISE_MODES
+    from gvjax.outputs import OutputError, check_file_output, check_not_input
 
     seed_list = parse_seeds(seeds)
+    _finite("--trunc", trunc)
+    if noise_mode not in NOISE_MODES:
+        raise GvjaxError(f"unknown noise mode {noise_mode!r} (--noise-mode); expected one of {', '.join(NOISE_MODES)}")
     compute_dtype = _parse_dtype(dtype)
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputError(f"--outdir {outdir} is a file, not a folder")
+    check_not_input(outdir, (("model", model),))
+    names = [f"seed{seed:04d}{ext}" for seed in seed_list for ext in ((".png", ".npy") if npy else (".png",))]
+    if outdir.is_dir():
+        for name in names:
+            check_file_output(outdir / name, force=force, inputs=(("model", model),))
+    elif not outdir.absolute().parent.is_dir():
+        raise OutputError(f"output directory {outdir.absolute().parent} does not exist")
     ckpt = load_model(model)
     if ckpt.config.c_dim == 0 and class_idx is not None:
         typer.echo("warning: --class is ignored for an unconditional model", err=True)
         class_idx = None
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GvjaxError(f"cannot create {outdir}: {e.strerror}") from None
-    images = generate_images(
-        ckpt.config, ckpt.variables, seed_list, truncation_psi=trunc, noise_mode=noise_mode,
-        class_idx=class_idx, batch=batch, dtype=compute_dtype,
+    from gvjax.generate import write_images
+
+    write_images(
+        ckpt.config, ckpt.variables, seed_list, outdir, truncation_psi=trunc, noise_mode=noise_mode,
+        class_idx=class_idx, batch=batch, dtype=compute_dtype, npy=npy,
     )
-    for seed, img in images:
-        write_png(outdir / f"seed{seed:04d}.png", to_uint8(img))
-        if npy:
-            np.save(outdir / f"seed{seed:04d}.npy", img.astype(np.float32))
     typer.echo(f"wrote {len(seed_list)} image(s) to {outdir}")
 
 
@@ -135,15 +171,84 @@ def _timeline_path(spec: Optional[str]) -> Optional[str]:
     return str(path.absolute()) if path.exists() else spec
 
 
+#: render options that only steer this run (not what is rendered): allowed together with --from
+REPLAY_OPTIONS = {"from_record", "out", "force", "quiet", "allow_changed"}
+
+
+def _given_options(ctx: click.Context) -> list[str]:
+    """The command-line spellings of the options the user gave explicitly (not defaults)."""
+    ParameterSource = click.core.ParameterSource
+    given = []
+    for param in ctx.command.params:
+        if param.name not in REPLAY_OPTIONS and ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
+            given.append(param.opts[0] if param.param_type_name == "option" else param.human_readable_name)
+    return given
+
+
+def _replay(record_file: pathlib.Path, allow_changed: bool):
+    """(cfg, model spec, checkpoint, song or None for the demo, timeline source, replay info) from OUT.json.
+
+    The audio, the model, the timeline and any stem or keyframes file must be what the record
+    saw (sha256); a change is refused by name, unless `allow_changed`, and then recorded.
+    """
+    from gvjax.render.config import RenderConfig
+    from gvjax.render.pipeline import read_record, sha256_file, variables_digest
+    from gvjax.render.timeline import read_timeline_source
+
+    record = read_record(record_file)
+    try:
+        cfg = RenderConfig.from_dict(record["config"])
+    except GvjaxError as e:
+        raise GvjaxError(f"{record_file}: {e}") from None
+    spec = record["model"]["spec"] or "bundled"
+    audio = record["audio"]
+    changed = []
+    song = None if audio["demo"] else pathlib.Path(audio["path"])
+    if song is not None and not song.is_file():
+        raise GvjaxError(f"{record_file}: the song {song} is gone (the record needs it to render again)")
+    if song is not None and sha256_file(song) != audio["sha256"]:
+        changed.append(f"the song ({song.name})")
+    for what, path, digest in (record.get("files") or []):
+        if not pathlib.Path(path).is_file():
+            raise GvjaxError(f"{record_file}: the {what} {path} is gone")
+        if sha256_file(path) != digest:
+            changed.append(f"the {what} ({pathlib.Path(path).name})")
+    timeline = None
+    stored = record.get("timeline")
+    if stored is not None:
+        timeline = (stored["name"], stored["toml"])  # replay what the record saw, even if the file is gone
+        try:
+            current = read_timeline_source(cfg.timeline or stored["name"])
+        except GvjaxError:
+            current = None
+        if current is not None and current[1] != stored["toml"]:
+            changed.append(f"the timeline ({pathlib.Path(stored['name']).name})")
+            if allow_changed:
+                timeline = current
+    ckpt = load_model(spec)
+    if variables_digest(ckpt.variables) != record["model"]["sha256"]:
+        changed.append(f"the model ({spec})")
+    if changed and not allow_changed:
+        raise GvjaxError(
+            f"{record_file}: {', '.join(changed)} changed since the render; the same video cannot be made again "
+            "(--allow-changed renders anyway and records it)"
+        )
+    replay = {"record": str(record_file.absolute()), "changed": changed}
+    return cfg, spec, ckpt, song, timeline, replay
+
+
 @app.command()
 def render(
-    song: Optional[pathlib.Path] = typer.Argument(None, help="The song (wav, flac, ogg, mp3). Omit with --demo or --from."),
-    out: Optional[pathlib.Path] = typer.Option(None, "-o", "--out", help="Output video (.mp4); OUT.json is written beside it."),
+    ctx: typer.Context,
+    song: Optional[pathlib.Path] = typer.Argument(None, help="The song: any audio file (wav, flac, ogg, mp3, ...). Omit with --demo or --from."),
+    out: Optional[pathlib.Path] = typer.Option(None, "-o", "--out", help="Output video (.mp4, .m4v, .mov or .mkv); OUT.json is written beside it."),
     model: str = typer.Option("bundled", help=MODEL_HELP),
     demo: bool = typer.Option(False, "--demo", help="Render the built-in synthesized demo track."),
-    from_record: Optional[pathlib.Path] = typer.Option(None, "--from", help="Render again from an OUT.json record."),
+    from_record: Optional[pathlib.Path] = typer.Option(None, "--from", help="Render again from an OUT.json record (needs -o; other options are refused)."),
+    allow_changed: bool = typer.Option(False, "--allow-changed", help="With --from: render even if the song, model or timeline changed (recorded)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing OUT and its OUT.json record."),
     fps: float = typer.Option(30.0, help="Frames per second."),
-    seed: int = typer.Option(0, help="Seed of the keyframes (and of random noise)."),
+    seed: int = typer.Option(0, help="Seed of the keyframes (and of random noise), in [0, 2**32)."),
     keyframes: int = typer.Option(6, help="Number of keyframes on the loop."),
     keyframe_seeds: Optional[str] = typer.Option(None, help="Explicit keyframe seeds, e.g. '1,5,9' or '0-5'."),
     keyframes_npy: Optional[pathlib.Path] = typer.Option(None, help="A .npy of ws [N, num_ws, w_dim] as keyframes."),
@@ -152,7 +257,7 @@ def render(
     duration: Optional[float] = typer.Option(None, help="Length of the rendered range, seconds (default: to the end)."),
     size: Optional[str] = typer.Option(None, help="Output WxH (crop or pad of the model's square output, after --scale)."),
     scale: int = typer.Option(1, help="Upscale the model's output by this whole factor (Lanczos-3), e.g. 4 for a 64x64 model."),
-    batch: int = typer.Option(8, help="Frames per compiled step."),
+    batch: int = typer.Option(8, help="Frames per compiled step (at most the frames rendered)."),
     crf: int = typer.Option(18, help="H.264 quality (0..51, lower is better)."),
     preview: bool = typer.Option(False, "--preview", help="Fast preview: stop synthesis early and upscale."),
     noise_mode: str = typer.Option("const", help="Noise: const, random or none."),
@@ -169,20 +274,33 @@ def render(
     """Render SONG into a video whose motion follows the music."""
     import tempfile
 
+    from gvjax.outputs import check_file_output, check_record_output, check_video_output
     from gvjax.render.config import RenderConfig
-    from gvjax.render.pipeline import read_record, render_video
+    from gvjax.render.pipeline import RECORD_KEY, record_path, render_video
+    from gvjax.render.timeline import parse_timeline_text, read_timeline_source
 
-    record = None
+    if out is None:
+        raise GvjaxError("give the output video with -o OUT.mp4")
+    check_video_output(out)
+    replay = timeline_source = ckpt = None
     if from_record is not None:
-        record = read_record(from_record)
-        cfg = RenderConfig.from_dict(record["config"])
-        model = record["model"]["spec"] or model
-        demo = bool(record["audio"].get("demo"))
-        song = None if demo else pathlib.Path(record["audio"]["path"])
-        out = out or pathlib.Path(record["output"])
-    else:
+        given = _given_options(ctx)
+        if given:
+            raise GvjaxError(
+                f"{', '.join(given)} cannot be combined with --from: the record fixes what is rendered "
+                "(render without --from to change it)"
+            )
+    if allow_changed and from_record is None:
+        raise GvjaxError("--allow-changed only applies with --from")
+    inputs = [("render record", from_record)]
+    if from_record is None:
         from gvjax.generate import parse_seeds
 
+        if demo == (song is not None):
+            raise GvjaxError("give either a SONG or --demo")
+        for option, value in (("--fps", fps), ("--trunc", trunc), ("--start", start), ("--duration", duration),
+                              ("--base-speed", base_speed), ("--speed-gain", speed_gain), ("--laps", laps), ("--laps-per-minute", laps_per_minute)):
+            _finite(option, value)
         stems = []
         for item in stem:
             name, sep, path = item.partition("=")
@@ -190,7 +308,7 @@ def render(
                 raise GvjaxError(f"--stem must look like FEATURE=FILE, got {item!r}")
             stems.append((name, path))
         cfg = RenderConfig(
-            fps=fps, seed=seed, num_keyframes=keyframes,
+            fps=fps, seed=_seed("--seed", seed), num_keyframes=keyframes,
             keyframe_seeds=None if keyframe_seeds is None else tuple(parse_seeds(keyframe_seeds)),
             keyframes_npy=None if keyframes_npy is None else str(keyframes_npy.absolute()),
             truncation_psi=trunc, start=start, duration=duration, size=_parse_size(size), scale=scale, batch=batch, crf=crf,
@@ -198,17 +316,32 @@ def render(
             laps=laps if laps is not None or laps_per_minute is not None else 1.0, laps_per_minute=laps_per_minute,
             stems=tuple(stems), dtype=dtype, timeline=_timeline_path(timeline),
         )
-    if out is None:
-        raise GvjaxError("give the output video with -o OUT.mp4")
-    if demo == (song is not None):
-        raise GvjaxError("give either a SONG or --demo")
-    ckpt = load_model(model)
+        if cfg.timeline:
+            timeline_source = read_timeline_source(cfg.timeline)
+            parse_timeline_text(*timeline_source)  # a bad timeline fails before the model loads
+            inputs.append(("timeline", cfg.timeline if pathlib.Path(cfg.timeline).is_file() else None))
+        inputs.append(("model", model if pathlib.Path(model).exists() and model != "bundled" else None))
+        check_file_output(out, force=force, inputs=[*inputs, ("song", song), *(("stem", p) for _, p in cfg.stems)])
+        check_record_output(record_path(out), key=RECORD_KEY, force=force, inputs=[*inputs, ("song", song)])
+        if song is not None and not song.is_file():
+            raise GvjaxError(f"audio file not found: {song}" if not song.exists() else f"{song} is not a file")
+        ckpt = load_model(model)
+    else:
+        check_file_output(out, force=force, inputs=inputs)
+        check_record_output(record_path(out), key=RECORD_KEY, force=force, inputs=inputs)
+        cfg, model, ckpt, song, timeline_source, replay = _replay(from_record, allow_changed)
+        demo = song is None
+        if cfg.timeline and pathlib.Path(cfg.timeline).is_file():
+            inputs.append(("timeline", cfg.timeline))
     with tempfile.TemporaryDirectory(prefix="gvjax-demo-") as tmp:
         if demo:
             from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
 
             song = write_wav(pathlib.Path(tmp) / "demo.wav", synth_demo_track(), DEMO_SR)
-        result = render_video(cfg, ckpt, song, out, model_spec=model, progress=not quiet, demo=demo)
+        result = render_video(
+            cfg, ckpt, song, out, model_spec=model, progress=not quiet, demo=demo, force=force,
+            inputs=tuple(inputs), timeline_source=timeline_source, replay=replay,
+        )
     typer.echo(f"wrote {result.video} ({result.frames} frames, {result.seconds:.1f}s) and {result.record.name}")
 
 
@@ -221,7 +354,9 @@ def convert(
     """Convert an NVIDIA .pkl or rosinality .pt file into a gvjax checkpoint (G_ema, and G, D when present)."""
     from gvjax.checkpoint import read_config
     from gvjax.convert import convert_checkpoint
+    from gvjax.outputs import check_dir_output
 
+    check_dir_output(dst, force=force, inputs=(("source file", src),))
     path = convert_checkpoint(src, dst, force=force)
     meta = read_config(path)
     res = meta["generator"]["img_resolution"]
@@ -302,9 +437,18 @@ def train(
     keep: int = typer.Option(3, help="Checkpoints to keep."),
 ):
     """Train (fine-tune) a StyleGAN2 on a folder of images, starting from --from."""
+    from gvjax.outputs import OutputError, check_not_input
     from gvjax.train.config import TrainConfig
     from gvjax.train.run import train as run_training
 
+    _finite("--kimg", kimg, positive=True)
+    check_not_input(out, (("training data", data), ("starting model", from_model)))
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a run directory")
+    if not out.absolute().parent.is_dir():
+        raise OutputError(f"output directory {out.absolute().parent} does not exist")
+    if not data.exists():
+        raise GvjaxError(f"no such data set: {data}")
     if resume:
         config, start = None, (lambda: _training_start(from_model)) if from_model else None
     else:
@@ -339,20 +483,64 @@ def dataset_fruit(
     """Procedural fruit on white: apples, oranges, lemons, pears, cherries, grapes, bananas, ..."""
     from gvjax.train.fruit import write_fruit_dataset
 
-    path = write_fruit_dataset(out, count=count, resolution=res, seed=seed)
+    path = write_fruit_dataset(out, count=count, resolution=res, seed=_seed("--seed", seed))
     typer.echo(f"wrote {count} fruit images ({res}x{res}) to {path}")
 
 
-def main():
-    """Console entry point: runs the app, turning GvjaxError into one line and exit code 2."""
+def _usage_error(e: click.exceptions.UsageError) -> str:
+    """One or two plain lines for a usage error (no boxes): the problem, and where help is."""
+    message = e.format_message().strip().replace("\n", " ")
+    hint = f"\n(see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+    return f"error: {message}{hint}"
+
+
+def _run(argv: list[str] | None) -> int:
+    """Run the app; every failure the user can cause becomes one line on stderr and an exit code."""
+    from gvjax import chatter
+    from gvjax.outputs import os_error_message
+
     try:
-        app()
+        with chatter.captured():
+            code = app(args=argv, prog_name="gvjax", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help())
+        return 2
+    except click.exceptions.UsageError as e:
+        typer.echo(_usage_error(e), err=True)
+        return 2
+    except click.exceptions.ClickException as e:
+        typer.echo(f"error: {e.format_message()}", err=True)
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
     except GvjaxError as e:
         typer.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+        return e.exit_code
+    except OSError as e:  # a full disk, a read-only folder, ... met outside a checked path
+        typer.echo(f"error: {os_error_message(e)}", err=True)
+        return 1
+    except MemoryError:
+        typer.echo("error: out of memory (try a smaller --size, --batch or --res)", err=True)
+        return 1
+    except Exception as e:
+        if "RESOURCE_EXHAUSTED" in str(e):  # XLA's out-of-memory
+            typer.echo("error: the device ran out of memory (try a smaller --batch or --size)", err=True)
+            return 1
+        raise
+    if code == 130:  # typer turns Ctrl-C (and SIGTERM, below) into exit code 130
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+    return code or 0
+
+
+def main(argv: list[str] | None = None):
+    """Console entry point: SIGTERM behaves like Ctrl-C; errors are one line (see `_run`)."""
+    import signal
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    sys.exit(_run(argv))
 
 
 if __name__ == "__main__":

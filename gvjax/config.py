@@ -9,19 +9,90 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from typing import Any
+
+import numpy as np
 
 from gvjax.errors import GvjaxError
 
 ARCHITECTURES = ("orig", "skip", "resnet")
+MAX_RESOLUTION = 8192
 
 
-def known_fields(cls, d: dict[str, Any], what: str) -> dict[str, Any]:
-    """`d` as keyword arguments of dataclass `cls`; an unknown key is a GvjaxError naming `what`."""
+SEED_LIMIT = 2**32
+
+
+def check_seed(value: Any, what: str) -> int:
+    """`value` as a seed: a whole number in [0, 2**32) (NumPy's RandomState range), else a GvjaxError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < SEED_LIMIT:
+        raise GvjaxError(f"{what} must be a whole number in [0, 2**32), got {value!r}")
+    return int(value)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a JSON/TOML value fits a dataclass field's type hint (lists stand for tuples)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if isinstance(value, dict) and len(args) == 2 and args[1] is Ellipsis:  # pairs stored as a mapping
+            value = list(value.items())
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, (dict, hint))
+    return True
+
+
+def _describe(hint: Any) -> str:
+    text = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "").replace("NoneType", "None")
+    return {"int": "a whole number", "float": "a finite number", "str": "a string", "bool": "true or false"}.get(text, text)
+
+
+def known_fields(cls, d: Any, what: str) -> dict[str, Any]:
+    """`d` as keyword arguments of dataclass `cls`, checked before anything is built.
+
+    A GvjaxError naming `what` when `d` is not a mapping, has an unknown key, or a value of the
+    wrong type for its field (floats must be finite; lists stand for tuples, objects for nested
+    configs). Ranges are the config's own `__post_init__` checks.
+    """
+    if not isinstance(d, dict):
+        raise GvjaxError(f"{what} must be an object of keys, got {type(d).__name__}")
     unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise GvjaxError(f"unknown {what} keys: {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in d.items():
+        if not _type_ok(value, hints[key]):
+            raise GvjaxError(f"{what}: {key} must be {_describe(hints[key])}, got {value!r}")
     return dict(d)
+
+
+def check_finite_fields(obj: Any, what: str) -> None:
+    """GvjaxError naming the first float field of dataclass `obj` that is NaN or infinite."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+                raise GvjaxError(f"{what}: {f.name} must be a finite number, got {v}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +135,24 @@ class GeneratorConfig:
     num_fp16_res: int = 0
 
     def __post_init__(self):
+        check_finite_fields(self, "generator config")
         res = self.img_resolution
-        if res < 4 or res & (res - 1):
-            raise GvjaxError(f"img_resolution must be a power of two >= 4, got {res}")
+        if res < 4 or res & (res - 1) or res > MAX_RESOLUTION:
+            raise GvjaxError(f"img_resolution must be a power of two from 4 to {MAX_RESOLUTION}, got {res}")
+        for name, low in (("z_dim", 0), ("w_dim", 1), ("c_dim", 0), ("img_channels", 1), ("channel_base", 1), ("channel_max", 1), ("num_fp16_res", 0)):
+            if getattr(self, name) < low:
+                raise GvjaxError(f"generator config: {name} must be >= {low}, got {getattr(self, name)}")
+        for name in ("embed_features", "layer_features"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise GvjaxError(f"generator config: {name} must be >= 1, got {getattr(self, name)}")
+        if self.channel_base // res < 1:
+            raise GvjaxError(f"generator config: channel_base {self.channel_base} gives no channels at {res}x{res}")
+        if not self.mapping_lr_multiplier > 0:
+            raise GvjaxError(f"generator config: mapping_lr_multiplier must be > 0, got {self.mapping_lr_multiplier}")
+        if self.conv_clamp is not None and not self.conv_clamp > 0:
+            raise GvjaxError(f"generator config: conv_clamp must be > 0 or null, got {self.conv_clamp}")
+        if not self.resample_filter or sum(self.resample_filter) == 0:
+            raise GvjaxError("generator config: resample_filter must be a non-empty list of taps with a non-zero sum")
         if self.architecture not in ARCHITECTURES:
             raise GvjaxError(
                 f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}"

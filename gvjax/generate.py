@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import re
 from typing import Iterator
 
@@ -9,24 +11,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gvjax.config import GeneratorConfig
+from gvjax.config import GeneratorConfig, check_seed
 from gvjax.errors import GvjaxError
 from gvjax.model import NOISE_MODES, Generator, modconv_for_batch, with_arranged_kernels
 
 
+MAX_SEEDS = 1_000_000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0-3' -> [0, 1, 2, 3]; '1,5,9' -> [1, 5, 9]; forms can be mixed: '0-2,7'."""
+    """'0-3' -> [0, 1, 2, 3]; '1,5,9' -> [1, 5, 9]; forms can be mixed: '0-2,7'.
+
+    Every seed is in [0, 2**32); at most MAX_SEEDS in all.
+    """
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()
         m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
         if m:
-            lo, hi = int(m.group(1)), int(m.group(2))
+            lo, hi = check_seed(int(m.group(1)), "a seed"), check_seed(int(m.group(2)), "a seed")
             if hi < lo:
                 raise GvjaxError(f"seed range {part!r} is empty (end before start)")
+            if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+                raise GvjaxError(f"seeds {text!r} name more than {MAX_SEEDS:,} seeds")
             seeds.extend(range(lo, hi + 1))
         elif re.fullmatch(r"\d+", part):
-            seeds.append(int(part))
+            seeds.append(check_seed(int(part), "a seed"))
         else:
             raise GvjaxError(f"cannot read seeds {text!r}: use forms like '0-3' or '1,5,9'")
     return seeds
@@ -101,3 +111,46 @@ def generate_images(
         keys = jax.vmap(jax.random.key)(jnp.asarray(padded, jnp.uint32))
         images = np.asarray(fn(variables, z, cs, keys))
         yield from zip(chunk, images[: len(chunk)])
+
+
+def write_images(
+    config: GeneratorConfig,
+    variables: dict,
+    seeds: list[int],
+    outdir: str | os.PathLike,
+    *,
+    npy: bool = False,
+    **options,
+) -> list[pathlib.Path]:
+    """Write `outdir/seed0000.png` (and `.npy` with `npy`) for each seed; returns the paths.
+
+    `options` go to `generate_images`. Each file is written to a temporary sibling and renamed;
+    `outdir` is created only when the first image is ready. On any failure (Ctrl-C included)
+    the files written so far, and `outdir` if this call created it, are removed.
+    """
+    from gvjax.images import to_uint8, write_png
+    from gvjax.outputs import OutputError, atomic_output, os_error_message, remove
+
+    outdir = pathlib.Path(outdir)
+    created, written = False, []
+    try:
+        for seed, img in generate_images(config, variables, seeds, **options):
+            if not outdir.exists():
+                try:
+                    outdir.mkdir(parents=False)
+                except OSError as e:
+                    raise OutputError(f"cannot create {outdir}: {os_error_message(e, outdir)}") from None
+                created = True
+            write_png(outdir / f"seed{seed:04d}.png", to_uint8(img))
+            written.append(outdir / f"seed{seed:04d}.png")
+            if npy:
+                with atomic_output(outdir / f"seed{seed:04d}.npy", suffix=".npy") as tmp:
+                    np.save(tmp, img.astype(np.float32))
+                written.append(outdir / f"seed{seed:04d}.npy")
+    except BaseException:
+        for path in written:
+            remove(path)
+        if created:
+            remove(outdir)
+        raise
+    return written

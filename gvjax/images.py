@@ -20,9 +20,10 @@ def write_png(path: str | os.PathLike, img_uint8: np.ndarray) -> None:
     path = pathlib.Path(path)
     arr = np.asarray(img_uint8)
     image = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    from gvjax.outputs import atomic_output
+
+    with atomic_output(path, suffix=".png") as tmp:
+        image.save(tmp, format="PNG")
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:

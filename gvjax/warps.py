@@ -37,6 +37,25 @@ WARP_PARAMS: dict[str, dict[str, Any]] = {
 CHANNEL_OPS = ("scale", "ablate", "invert", "threshold")
 
 
+def _check_param(kind: str, name: str, value: Any, default: Any) -> None:
+    """GvjaxError unless `value` has the type of its default: a string, a finite number (a whole
+    one where the default is whole; seeds in [0, 2**32)), or a list of whole numbers >= 0."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    elif isinstance(default, int):
+        ok = number and isinstance(value, int) and (name != "seed" or 0 <= value < 2**32)
+    else:
+        ok = number and bool(np.isfinite(value))
+    if not ok:
+        want = {str: "a string", tuple: "a list of channel indices", int: "a whole number"}.get(type(default), "a finite number")
+        if name == "seed":
+            want = "a whole number in [0, 2**32)"
+        raise GvjaxError(f"warp {kind!r}: {name} must be {want}, got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class WarpSpec:
     """One warp: its kind, the block resolution where it applies, static params, boundary mode.
@@ -59,6 +78,8 @@ class WarpSpec:
         unknown = sorted(set(params) - set(WARP_PARAMS[kind]))
         if unknown:
             raise GvjaxError(f"warp {kind!r} has no parameter {unknown[0]!r}; it takes {', '.join(WARP_PARAMS[kind])}")
+        for name, value in params.items():
+            _check_param(kind, name, value, WARP_PARAMS[kind][name])
         merged = {**WARP_PARAMS[kind], **params}
         merged = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
         spec = cls(kind, int(resolution), tuple(sorted(merged.items())), boundary)

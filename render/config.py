@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from gvjax.audio import FEATURES, FeatureConfig
-from gvjax.config import known_fields
+from gvjax.config import check_finite_fields, check_seed, known_fields
 from gvjax.errors import GvjaxError
 from gvjax.model import NOISE_MODES
 
@@ -75,6 +75,8 @@ class RenderConfig:
         def bad(msg):
             raise GvjaxError(msg)
 
+        check_finite_fields(self, "render config")
+        object.__setattr__(self, "seed", check_seed(self.seed, "--seed"))
         if not (math.isfinite(self.fps) and self.fps > 0):
             bad(f"--fps must be > 0, got {self.fps}")
         if self.batch < 1:
@@ -86,7 +88,7 @@ class RenderConfig:
         if self.num_keyframes < 1:
             bad(f"need at least one keyframe, got {self.num_keyframes}")
         if self.keyframe_seeds is not None:
-            object.__setattr__(self, "keyframe_seeds", tuple(int(s) for s in self.keyframe_seeds))
+            object.__setattr__(self, "keyframe_seeds", tuple(check_seed(s, "a keyframe seed") for s in self.keyframe_seeds))
             if not self.keyframe_seeds:
                 bad("keyframe seeds are empty")
         if self.size is not None:
@@ -108,6 +110,14 @@ class RenderConfig:
             bad(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
         if (self.laps is None) == (self.laps_per_minute is None):
             bad("give exactly one of --laps and --laps-per-minute")
+        for name in ("laps", "laps_per_minute"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                bad(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        for name in ("base_speed", "speed_gain"):
+            if not getattr(self, name) >= 0:
+                bad(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.preview_res is not None and self.preview_res < 4:
+            bad(f"preview_res must be >= 4, got {self.preview_res}")
         object.__setattr__(self, "stems", tuple((str(k), str(v)) for k, v in dict(self.stems).items()))
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 import time
 from typing import Any, Callable
 
@@ -21,12 +20,13 @@ from gvjax.audio import audio_duration, compute_features
 from gvjax.checkpoint import Checkpoint
 from gvjax.errors import GvjaxError
 from gvjax.model import Generator
+from gvjax.outputs import VIDEO_FORMATS, check_file_output, check_record_output, check_video_output, new_sibling, remove, replace_into
 from gvjax.spline import keyframes_from_npy, keyframes_from_seeds
 from gvjax.warps import channel_mask, cluster_channels
 
 from gvjax.render.config import SPLINE_ALPHAS, RenderConfig
 from gvjax.render.step import FrameSpec, RenderStep, check_preview, check_warps
-from gvjax.render.timeline import Section, Timeline, load_timeline, plan_frames
+from gvjax.render.timeline import Section, Timeline, parse_timeline_text, plan_frames, read_timeline_source
 from gvjax.render.video import VideoWriter, mux_audio
 
 PACKAGES = ("gvjax", "jax", "jaxlib", "flax", "numpy", "librosa", "imageio-ffmpeg")
@@ -68,20 +68,6 @@ def variables_digest(variables: Any) -> str:
     return h.hexdigest()
 
 
-def check_output_writable(out: pathlib.Path) -> None:
-    """Fail early (before any compute) when `out` cannot be written."""
-    parent = out.parent
-    if not parent.is_dir():
-        raise GvjaxError(f"output directory {parent} does not exist")
-    if out.is_dir():
-        raise GvjaxError(f"output {out} is a directory")
-    try:
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{out.name}.probe-"):
-            pass
-    except OSError as e:
-        raise GvjaxError(f"output directory {parent} is not writable: {e.strerror}") from None
-
-
 def section_keyframes(section: Section, ckpt: Checkpoint, keyframes_npy: str | None = None) -> np.ndarray:
     """`[N, num_ws, w_dim]` keyframes of a section: from a `.npy`, or seeds through mapping + truncation."""
     gcfg = ckpt.config
@@ -103,7 +89,15 @@ def default_timeline(cfg: RenderConfig) -> Timeline:
     ),))
 
 
-def channel_masks(slots, ckpt: Checkpoint, keyframes: np.ndarray, cache_dir: pathlib.Path | None) -> dict[int, np.ndarray]:
+def default_cache_dir() -> pathlib.Path:
+    """gvjax's own cache folder: $GVJAX_CACHE_DIR, else $XDG_CACHE_HOME/gvjax, else ~/.cache/gvjax."""
+    if os.environ.get("GVJAX_CACHE_DIR"):
+        return pathlib.Path(os.environ["GVJAX_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "gvjax"
+
+
+def channel_masks(slots, ckpt: Checkpoint, keyframes: np.ndarray, cache_dir: pathlib.Path | None, model_digest: str) -> dict[int, np.ndarray]:
     """`[C]` masks of the 'channels' warps (index list, random fraction or k-means cluster)."""
     masks = {}
     for k, w in enumerate(slots):
@@ -112,26 +106,96 @@ def channel_masks(slots, ckpt: Checkpoint, keyframes: np.ndarray, cache_dir: pat
         c = ckpt.config.channels(w.resolution)
         labels = None
         if w.p("cluster") >= 0:
-            labels = cluster_labels(ckpt, keyframes, w.resolution, int(w.p("clusters")), int(w.p("seed")), cache_dir)
+            labels = cluster_labels(ckpt, keyframes, w.resolution, int(w.p("clusters")), int(w.p("seed")), cache_dir, model_digest)
         masks[k] = channel_mask(c, channels=w.p("channels"), fraction=w.p("fraction"), seed=int(w.p("seed")), labels=labels, cluster=int(w.p("cluster")))
     return masks
 
 
-def cluster_labels(ckpt: Checkpoint, keyframes: np.ndarray, res: int, k: int, seed: int, cache_dir: pathlib.Path | None) -> np.ndarray:
-    """k-means labels `[C]` of the channels at block `res`, from the keyframes' features; cached in `cache_dir`."""
-    cache = None if cache_dir is None else cache_dir / "clusters" / f"res{res}_k{k}_seed{seed}.npy"
-    if cache is not None and cache.exists():
-        return np.load(cache)
+def cluster_cache_key(model_digest: str, keyframes: np.ndarray, res: int, k: int, seed: int) -> str:
+    """sha256 of everything the channel clusters depend on: model, keyframes, stage, k and seed."""
+    h = hashlib.sha256(f"clusters:v2:{model_digest}:res{res}:k{k}:seed{seed}:".encode())
+    kf = np.ascontiguousarray(keyframes, np.float32)
+    h.update(f"{kf.shape}".encode())
+    h.update(kf.tobytes())
+    return h.hexdigest()
+
+
+def cluster_labels(
+    ckpt: Checkpoint, keyframes: np.ndarray, res: int, k: int, seed: int, cache_dir: pathlib.Path | None, model_digest: str
+) -> np.ndarray:
+    """k-means labels `[C]` of the channels at block `res`, from the keyframes' features.
+
+    Cached in `cache_dir/clusters/<key>.npy`, keyed by `cluster_cache_key`; a cache file that
+    cannot be read, or holds the wrong shape or labels, is recomputed and rewritten.
+    """
+    c = ckpt.config.channels(res)
+    cache = None if cache_dir is None else cache_dir / "clusters" / f"{cluster_cache_key(model_digest, keyframes, res, k, seed)}.npy"
+    if cache is not None and cache.is_file():
+        try:
+            labels = np.load(cache, allow_pickle=False)
+            if labels.shape == (c,) and labels.dtype.kind in "iu" and labels.min() >= 0 and labels.max() < k:
+                return labels
+        except (OSError, ValueError, EOFError):
+            pass  # damaged: recompute
     gen = Generator(ckpt.config)
     x, _ = jax.vmap(lambda w: gen.apply(ckpt.variables, w, upto_res=res, method="run_blocks"))(jnp.asarray(keyframes))
     labels = cluster_channels(np.asarray(x), k, seed=seed)
     if cache is not None:
         try:
-            cache.parent.mkdir(exist_ok=True)
-            np.save(cache, labels)
-        except OSError:
-            pass  # a read-only checkpoint directory: recompute next time
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = new_sibling(cache, suffix=".npy")
+            np.save(tmp, labels)
+            os.replace(tmp, cache)
+        except (OSError, GvjaxError):
+            pass  # no cache then: recompute next time
     return labels
+
+
+def estimate_frame_bytes(gcfg, width: int, height: int, scale: int) -> int:
+    """Rough peak bytes one frame of the render step needs: features of every block (a few
+    copies each, float32), the scaled image and the output frame."""
+    feats = sum(gcfg.channels(r) * r * r for r in gcfg.block_resolutions) * 4 * 6
+    side = gcfg.img_resolution * scale
+    return feats + side * side * 3 * 4 * 4 + width * height * (3 * 4 + 3)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the render step may use: the first device's limit on accelerators, MemAvailable on CPU."""
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        try:
+            return int(dev.memory_stats()["bytes_limit"])
+        except Exception:  # no stats on this backend
+            return None
+    try:
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(gcfg, width: int, height: int, scale: int, batch: int) -> None:
+    """GvjaxError, before compiling, when a batch of frames cannot fit; says what fits."""
+    avail = available_memory_bytes()
+    if avail is None:
+        return
+    per_frame = estimate_frame_bytes(gcfg, width, height, scale)
+    budget = 0.7 * avail
+    if per_frame * batch <= budget:
+        return
+    gib = 2.0**30
+    fits = int(budget // per_frame)
+    if fits >= 1:
+        raise GvjaxError(
+            f"a batch of {batch} frames at {width}x{height} needs about {per_frame * batch / gib:.1f} GiB, "
+            f"{avail / gib:.1f} GiB is available: use --batch {fits} or less"
+        )
+    raise GvjaxError(
+        f"one frame at {width}x{height} (x{scale} scale) needs about {per_frame / gib:.1f} GiB, "
+        f"{avail / gib:.1f} GiB is available: choose a smaller --size or --scale"
+    )
 
 
 class Progress:
@@ -169,22 +233,44 @@ def render_video(
     model_spec: str = "",
     demo: bool = False,
     progress: bool = True,
+    force: bool = False,
+    inputs: tuple[tuple[str, Any], ...] = (),
+    timeline_source: tuple[str, str] | None = None,
+    replay: dict | None = None,
+    cache_dir: pathlib.Path | None | str = "default",
     on_batch: Callable[[int], None] | None = None,
 ) -> RenderResult:
-    """Render `song` with `ckpt` to `out` (mp4 with the song's range muxed in) and `out`.json.
+    """Render `song` with `ckpt` to `out` (a video with the song's range muxed in) and `out`.json.
 
+    The output policy (`gvjax.outputs`) is checked before any compute: `out` and its record
+    are new or replaced only with `force`, neither is the song or any of `inputs` ((what, path)
+    pairs), and the record replaces only a gvjax render record. Both are written to temporary
+    siblings and renamed at the end; a failure removes them.
+
+    timeline_source: (name, TOML text) to use instead of reading `cfg.timeline` (a replay
+    uses the text its record stored). replay: what `--from` adds to the new record.
+    cache_dir: where channel clusters are cached ('default': `default_cache_dir()`, None: nowhere).
     `on_batch(frames_done)` is called after each batch is queued (tests use it to interrupt).
-    Ctrl-C keeps the frames done so far as a playable video and raises RenderInterrupted.
+    Ctrl-C (and SIGTERM, which the CLI turns into Ctrl-C) keeps the frames done so far as a
+    playable video and raises RenderInterrupted.
     """
     t_start = time.perf_counter()
-    out = pathlib.Path(out)
+    out = check_video_output(out)
     song = pathlib.Path(song)
-    check_output_writable(out)
-    timeline = load_timeline(cfg.timeline) if cfg.timeline else default_timeline(cfg)
+    all_inputs = (("song", None if demo else song), *((f"stem {name}", path) for name, path in cfg.stems),
+                  ("keyframes file", cfg.keyframes_npy), *inputs)
+    check_file_output(out, force=force, inputs=all_inputs)
+    check_record_output(record_path(out), key=RECORD_KEY, force=force, inputs=((*all_inputs, ("video", out))))
+    if timeline_source is None and cfg.timeline:
+        timeline_source = read_timeline_source(cfg.timeline)
+    timeline = parse_timeline_text(*timeline_source) if timeline_source else default_timeline(cfg)
     check_warps(ckpt.config, timeline.slots)
     total_seconds = audio_duration(song)
     if cfg.start >= total_seconds:
         raise GvjaxError(f"--start {cfg.start:g}s is past the end of {song.name} ({total_seconds:.2f}s)")
+    res = ckpt.config.img_resolution
+    width, height = cfg.size or (res * cfg.scale, res * cfg.scale)
+    check_memory(ckpt.config, width, height, cfg.scale, 1)
     preview_res = None
     if cfg.preview:
         preview_res = check_preview(ckpt.config, cfg.preview_res or max(4, ckpt.config.img_resolution // 4))
@@ -192,71 +278,82 @@ def render_video(
     n_frames = features.n_frames
     if n_frames < 1:
         raise GvjaxError(f"{song.name}: the rendered range is shorter than one frame at {cfg.fps:g} fps")
+    batch = min(cfg.batch, n_frames)  # never more frames per step than the render has
+    check_memory(ckpt.config, width, height, cfg.scale, batch)
     plan = plan_frames(timeline, features, fps=cfg.fps, start=cfg.start)
     keyframes = [section_keyframes(sec, ckpt, None if cfg.timeline else cfg.keyframes_npy) for sec in timeline.sections]
-    res = ckpt.config.img_resolution
-    width, height = cfg.size or (res * cfg.scale, res * cfg.scale)
     slots = timeline.slots
     spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots, cfg.scale)
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.dtype]
-    cache_dir = pathlib.Path(model_spec) if model_spec and pathlib.Path(model_spec).is_dir() else None
-    masks = channel_masks(slots, ckpt, keyframes[0], cache_dir)
-    step = RenderStep(ckpt.config, ckpt.variables, spec, batch=cfg.batch, seed=cfg.seed, dtype=dtype, masks=masks)
+    model_digest = variables_digest(ckpt.variables)
+    masks = channel_masks(slots, ckpt, keyframes[0], default_cache_dir() if cache_dir == "default" else cache_dir, model_digest)
+    step = RenderStep(ckpt.config, ckpt.variables, spec, batch=batch, seed=cfg.seed, dtype=dtype, masks=masks)
     batches = [(a, min(a + step.batch, b)) for a, b in plan.segments() for a in range(a, b, step.batch)]
 
-    tmp_video = out.with_name(f".{out.name}.video.mp4")
-    tmp_out = out.with_name(f".{out.name}.tmp.mp4")
-    writer = VideoWriter(tmp_video, width=width, height=height, fps=cfg.fps, crf=cfg.crf)
-    bar = Progress(n_frames, progress)
+    tmp_video = new_sibling(out, suffix=".video.mp4")
+    tmp_out = new_sibling(out, suffix=out.suffix)
+    tmp_record = None
     interrupted = False
     try:
+        writer = VideoWriter(tmp_video, width=width, height=height, fps=cfg.fps, crf=cfg.crf)
+        bar = Progress(n_frames, progress)
         try:
-            pending = None  # (device frames, count): fetch batch i while batch i+1 computes
-            t_warm = None
-            for first, last in batches:
-                idx = np.arange(first, last)
-                sa, sb = int(plan.section_a[first]), int(plan.section_b[first])
-                frames = step(keyframes[sa], plan.t_a[idx], keyframes[sb], plan.t_b[idx], plan.fade[idx], idx, plan.strengths[idx])
-                if pending is not None:
-                    writer.write(np.asarray(pending[0])[: pending[1]])
-                    bar.update(first)
-                    if on_batch:
-                        on_batch(first)
-                else:
-                    jax.block_until_ready(frames)
-                    t_warm = time.perf_counter()
-                pending = (frames, len(idx))
-            writer.write(np.asarray(pending[0])[: pending[1]])
-            bar.update(n_frames)
-        except KeyboardInterrupt:
-            interrupted = True
-        done = writer.close()
+            try:
+                pending = None  # (device frames, count): fetch batch i while batch i+1 computes
+                t_warm = None
+                for first, last in batches:
+                    idx = np.arange(first, last)
+                    sa, sb = int(plan.section_a[first]), int(plan.section_b[first])
+                    frames = step(keyframes[sa], plan.t_a[idx], keyframes[sb], plan.t_b[idx], plan.fade[idx], idx, plan.strengths[idx])
+                    if pending is not None:
+                        writer.write(np.asarray(pending[0])[: pending[1]])
+                        bar.update(first)
+                        if on_batch:
+                            on_batch(first)
+                    else:
+                        jax.block_until_ready(frames)
+                        t_warm = time.perf_counter()
+                    pending = (frames, len(idx))
+                writer.write(np.asarray(pending[0])[: pending[1]])
+                bar.update(n_frames)
+            except KeyboardInterrupt:
+                interrupted = True
+        finally:
+            done = writer.close()  # stops the encoder thread and ffmpeg whatever happened
         t_loop_end = time.perf_counter()
         bar.close()
         if done == 0:
             raise RenderInterrupted("interrupted before the first frame: nothing was written")
-        mux_audio(tmp_video, song, tmp_out, start=cfg.start, duration=done / cfg.fps)
-        os.replace(tmp_out, out)
+        mux_audio(tmp_video, song, tmp_out, start=cfg.start, duration=done / cfg.fps, muxer=VIDEO_FORMATS[out.suffix.lower()])
+        record = make_record(
+            out, cfg, ckpt, song, model_spec=model_spec, model_digest=model_digest, demo=demo, frames=done, total_frames=n_frames,
+            compilations=step.compilations, timeline_source=timeline_source, replay=replay,
+        )
+        tmp_record = new_sibling(record_path(out), suffix=".json")
+        tmp_record.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
+        replace_into(tmp_out, out)
+        replace_into(tmp_record, record_path(out))
     finally:
-        for p in (tmp_video, tmp_out):
-            p.unlink(missing_ok=True)
-    record = write_record(
-        out, cfg, ckpt, song, model_spec=model_spec, demo=demo, frames=done, total_frames=n_frames, compilations=step.compilations
-    )
+        for p in (tmp_video, tmp_out, tmp_record):
+            if p is not None:
+                remove(p)
     if interrupted:
         raise RenderInterrupted(f"interrupted: {out} holds the first {done} of {n_frames} frames (playable, with audio)")
     warm_frames = done - min(step.batch, done)
     loop_fps = warm_frames / (t_loop_end - t_warm) if t_warm and warm_frames else float("nan")
-    return RenderResult(out, record, done, n_frames, time.perf_counter() - t_start, loop_fps)
+    return RenderResult(out, record_path(out), done, n_frames, time.perf_counter() - t_start, loop_fps)
+
+
+RECORD_KEY = "gvjax_render"
 
 
 def record_path(out: pathlib.Path) -> pathlib.Path:
     """`OUT.mp4` -> `OUT.json`."""
-    return out.with_suffix(".json")
+    return pathlib.Path(out).with_suffix(".json")
 
 
-def write_record(out, cfg, ckpt, song, *, model_spec, demo, frames, total_frames, compilations) -> pathlib.Path:
-    """Write OUT.json: everything needed to render the same video again (`gvjax render --from`)."""
+def make_record(out, cfg, ckpt, song, *, model_spec, model_digest, demo, frames, total_frames, compilations, timeline_source=None, replay=None) -> dict:
+    """OUT.json's content: everything needed to render the same video again (`gvjax render --from`)."""
     versions = {}
     for pkg in PACKAGES:
         try:
@@ -264,10 +361,16 @@ def write_record(out, cfg, ckpt, song, *, model_spec, demo, frames, total_frames
         except md.PackageNotFoundError:
             versions[pkg] = None
     record = {
-        "gvjax_render": 1,
+        RECORD_KEY: 1,
         "config": cfg.to_dict(),
-        "model": {"spec": model_spec, "sha256": variables_digest(ckpt.variables), "generator": ckpt.config.to_dict(), "provenance": ckpt.provenance},
+        "model": {"spec": model_spec, "sha256": model_digest, "generator": ckpt.config.to_dict(), "provenance": ckpt.provenance},
         "audio": {"path": None if demo else str(pathlib.Path(song).absolute()), "demo": demo, "sha256": sha256_file(song)},
+        "timeline": None if timeline_source is None else {
+            "name": timeline_source[0], "sha256": hashlib.sha256(timeline_source[1].encode()).hexdigest(), "toml": timeline_source[1],
+        },
+        "files": [[what, str(pathlib.Path(path).absolute()), sha256_file(path)] for what, path in (
+            *((f"stem {name}", path) for name, path in cfg.stems), *((("keyframes file", cfg.keyframes_npy),) if cfg.keyframes_npy else ()),
+        )],
         "output": str(out.absolute()),
         "frames": frames,
         "total_frames": total_frames,
@@ -276,22 +379,44 @@ def write_record(out, cfg, ckpt, song, *, model_spec, demo, frames, total_frames
         "devices": len(jax.devices()),
         "packages": versions,
     }
-    path = record_path(out)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    if replay:
+        record["replayed_from"] = replay
+    return record
 
 
 def read_record(path: str | os.PathLike) -> dict:
-    """Parse an OUT.json written by a render."""
+    """Parse and check an OUT.json written by a render: every field `--from` reads has its type.
+
+    The config itself is checked when `RenderConfig.from_dict` builds it.
+    """
     path = pathlib.Path(path)
     try:
-        record = json.loads(path.read_text())
+        text = path.read_text()
+        record = json.loads(text)
     except FileNotFoundError:
         raise GvjaxError(f"no such render record: {path}") from None
+    except IsADirectoryError:
+        raise GvjaxError(f"{path} is a directory, not a render record") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise GvjaxError(f"{path} is not a render record (invalid JSON: {e})") from None
-    if not isinstance(record, dict) or record.get("gvjax_render") != 1 or "config" not in record:
+    if not isinstance(record, dict) or record.get(RECORD_KEY) != 1 or "config" not in record:
         raise GvjaxError(f"{path} is not a gvjax render record")
+
+    def bad(what):
+        raise GvjaxError(f"{path}: {what}")
+
+    if not isinstance(record["config"], dict):
+        bad("config must be an object")
+    model, audio, tl = record.get("model"), record.get("audio"), record.get("timeline")
+    if not isinstance(model, dict) or not isinstance(model.get("spec"), str) or not isinstance(model.get("sha256"), str):
+        bad("model must be an object with a spec and a sha256")
+    if not isinstance(audio, dict) or not isinstance(audio.get("demo"), bool) or not isinstance(audio.get("sha256"), str):
+        bad("audio must be an object with demo (true/false) and a sha256")
+    if not audio["demo"] and not isinstance(audio.get("path"), str):
+        bad("audio.path must be the song's path")
+    if tl is not None and not (isinstance(tl, dict) and all(isinstance(tl.get(k), str) for k in ("name", "sha256", "toml"))):
+        bad("timeline must be null or an object with name, sha256 and toml")
+    files = record.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, list) and len(f) == 3 and all(isinstance(v, str) for v in f) for f in files):
+        bad("files must be a list of [what, path, sha256]")
     return record

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from gvjax.audio import FEATURES, AudioFeatures, smooth_envelope
+from gvjax.config import SEED_LIMIT
 from gvjax.errors import GvjaxError
 from gvjax.spline import advance_times
 from gvjax.warps import WARP_PARAMS, WarpSpec
@@ -112,6 +113,17 @@ def _number(value, where, key, *, positive=False, nonneg=False):
     return float(value)
 
 
+def _integer(value, where, key, *, low=None, high=None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low) or (high is not None and value >= high):
+        rng = f" in [{low}, {high})" if high is not None else (f" >= {low}" if low is not None else "")
+        raise GvjaxError(f"{where}: {key} must be a whole number{rng}, got {value!r}")
+    return value
+
+
+def _seed(value, where, key="seed") -> int:
+    return _integer(value, where, key, low=0, high=SEED_LIMIT)
+
+
 def _feature(value, where, key="feature") -> str:
     if value not in DRIVES:
         raise GvjaxError(f"{where}: unknown {key} {value!r}; expected one of {', '.join(DRIVES)}")
@@ -130,7 +142,7 @@ def _warp(table: dict, where: str) -> WarpUse:
     params = {k: v for k, v in table.items() if k in WARP_PARAMS[kind]}
     default_boundary = "wrap" if kind == "strips" else "reflect"
     try:
-        spec = WarpSpec.make(kind, int(table["resolution"]), table.get("boundary", default_boundary), **params)
+        spec = WarpSpec.make(kind, _integer(table["resolution"], where, "resolution", low=1), table.get("boundary", default_boundary), **params)
     except GvjaxError as e:
         raise GvjaxError(f"{where}: {e}") from None
     smoothing = table.get("smoothing", [0.0, 0.0])
@@ -160,14 +172,16 @@ def parse_timeline(data: dict[str, Any]) -> Timeline:
         if laps is None and lpm is None:
             laps = 1.0
         seeds = t.get("seeds")
-        if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds)):
-            raise GvjaxError(f"{where}: seeds must be a non-empty list of integers")
+        if seeds is not None:
+            if not isinstance(seeds, list) or not seeds:
+                raise GvjaxError(f"{where}: seeds must be a non-empty list of integers")
+            seeds = [_seed(s, where, "each of seeds") for s in seeds]
         sections.append(Section(
             start=_number(t.get("start", 0.0 if i == 0 else None), where, "start", nonneg=True) if "start" in t or i == 0 else _missing(where, "start"),
             end=None if t.get("end") is None else _number(t["end"], where, "end", positive=True),
             seeds=None if seeds is None else tuple(seeds),
-            keyframes=int(t.get("keyframes", 6)),
-            seed=int(t.get("seed", i)),
+            keyframes=_integer(t.get("keyframes", 6), where, "keyframes", low=1, high=10_000),
+            seed=_seed(t.get("seed", i), where),
             truncation_psi=_number(t.get("truncation_psi", 0.7), where, "truncation_psi"),
             laps=None if laps is None else _number(laps, where, "laps", positive=True),
             laps_per_minute=None if lpm is None else _number(lpm, where, "laps_per_minute", positive=True),
@@ -191,23 +205,34 @@ def _missing(where, key):
     raise GvjaxError(f"{where}: {key} is required")
 
 
-def load_timeline(path: str | pathlib.Path) -> Timeline:
-    """Read a timeline TOML file (or a preset name from render/presets/)."""
-    path = pathlib.Path(path)
+def read_timeline_source(spec: str | pathlib.Path) -> tuple[str, str]:
+    """(name, TOML text) of a timeline file, or of a preset from render/presets/ by name."""
+    path = pathlib.Path(spec)
     if not path.exists() and (PRESETS / f"{path.name}.toml").exists():
         path = PRESETS / f"{path.name}.toml"
     try:
-        data = tomllib.loads(path.read_text())
+        return str(spec), path.read_text()
     except FileNotFoundError:
-        raise GvjaxError(f"no such timeline: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise GvjaxError(f"{path}: {e}") from None
+        raise GvjaxError(f"no such timeline: {path} (presets: {', '.join(sorted(p.stem for p in PRESETS.glob('*.toml')))})") from None
+    except IsADirectoryError:
+        raise GvjaxError(f"timeline {path} is a directory") from None
     except UnicodeDecodeError:
         raise GvjaxError(f"{path}: not a text (TOML) file") from None
+
+
+def parse_timeline_text(name: str, text: str) -> Timeline:
+    """Timeline from TOML text; errors name `name` and the section/warp and key."""
     try:
-        return parse_timeline(data)
+        return parse_timeline(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as e:
+        raise GvjaxError(f"{name}: {e}") from None
     except GvjaxError as e:
-        raise GvjaxError(f"{path}: {e}") from None
+        raise GvjaxError(f"{name}: {e}") from None
+
+
+def load_timeline(path: str | pathlib.Path) -> Timeline:
+    """Read a timeline TOML file (or a preset name from render/presets/)."""
+    return parse_timeline_text(*read_timeline_source(path))
 
 
 @dataclasses.dataclass(frozen=True)

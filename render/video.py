@@ -12,6 +12,7 @@ import os
 import pathlib
 import queue
 import subprocess
+import tempfile
 import threading
 import warnings
 
@@ -32,27 +33,47 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_failure(stderr: str, what: str) -> GvjaxError:
+    """One line for a failed ffmpeg run: the real cause (a full disk says so), not its log."""
+    from gvjax import chatter
+
+    chatter.note("ffmpeg", stderr)
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    text = "\n".join(lines)
+    if "No space left on device" in text:
+        return GvjaxError(f"{what}: no space left on the device")
+    if "Read-only file system" in text:
+        return GvjaxError(f"{what}: the output folder is on a read-only file system")
+    if "Permission denied" in text:
+        return GvjaxError(f"{what}: permission denied")
+    return GvjaxError(f"{what}: {lines[-1] if lines else 'ffmpeg failed'}")
+
+
 class VideoWriter:
     """H.264 (yuv420p) mp4 writer fed with uint8 frame batches `[B, H, W, 3]`.
 
-    Encoding runs on a background thread; `write` blocks only when `queue_batches` batches are
-    waiting. `close()` flushes and returns the number of frames written.
+    One ffmpeg process reads raw RGB frames on stdin; its log goes to a temporary file that
+    is read only to explain a failure (it never reaches the user's terminal). Encoding runs on
+    a background thread; `write` blocks only when `queue_batches` batches are waiting.
+    `close()` flushes and returns the number of frames written.
     """
 
     def __init__(self, path: str | os.PathLike, *, width: int, height: int, fps: float, crf: int = 18, queue_batches: int = 2):
-        import imageio_ffmpeg
-
         if width % 2 or height % 2:
             raise GvjaxError(f"video size {width}x{height} must have even width and height (H.264 yuv420p)")
         self.path = pathlib.Path(path)
         self.frames = 0
+        self._shape = (height, width, 3)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_batches)
         self._error: BaseException | None = None
-        self._writer = imageio_ffmpeg.write_frames(
-            str(self.path), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=None,
-            macro_block_size=1, output_params=["-crf", str(int(crf)), "-preset", "veryfast"], ffmpeg_log_level="error",
-        )
-        self._writer.send(None)
+        self._log = tempfile.TemporaryFile()
+        cmd = [
+            ffmpeg_exe(), "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps!r}", "-i", "-",
+            "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-preset", "veryfast",
+            "-f", "mp4", str(self.path),
+        ]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         self._thread = threading.Thread(target=self._encode, name="gvjax-encoder", daemon=True)
         self._thread.start()
 
@@ -63,42 +84,57 @@ class VideoWriter:
                 if batch is _STOP:
                     break
                 for frame in batch:
-                    self._writer.send(np.ascontiguousarray(frame))
+                    self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
                     self.frames += 1
         except BaseException as e:  # reported on the next write/close
             self._error = e
             while self._queue.get() is not _STOP:  # drain so the producer never blocks forever
                 pass
 
+    def _failure(self) -> GvjaxError:
+        self._log.seek(0)
+        return ffmpeg_failure(self._log.read().decode(errors="replace"), "the video encoder failed")
+
     def write(self, frames: np.ndarray) -> None:
         """Queue `[B, H, W, 3]` uint8 frames for encoding."""
         if self._error is not None:
-            raise GvjaxError(f"video encoder failed: {self._error}")
-        self._queue.put(np.asarray(frames, np.uint8))
+            self._stop()
+            raise self._failure()
+        frames = np.asarray(frames, np.uint8)
+        if frames.shape[1:] != self._shape:
+            raise ValueError(f"frames of shape {frames.shape[1:]} do not match the video's {self._shape}")
+        self._queue.put(frames)
+
+    def _stop(self) -> int:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        return self._proc.wait()
 
     def close(self) -> int:
         """Flush the queue, finish the mp4 and return the number of frames written."""
-        self._queue.put(_STOP)
-        self._thread.join()
-        self._writer.close()
-        if self._error is not None:
-            raise GvjaxError(f"video encoder failed: {self._error}")
+        code = self._stop()
+        if self._error is not None or code != 0:
+            raise self._failure()
         return self.frames
 
 
-def mux_audio(video: pathlib.Path, audio: pathlib.Path, out: pathlib.Path, *, start: float, duration: float) -> None:
+def mux_audio(video: pathlib.Path, audio: pathlib.Path, out: pathlib.Path, *, start: float, duration: float, muxer: str = "mp4") -> None:
     """Write `out`: the video stream of `video` (copied) plus `audio` from `start` for `duration` s (AAC)."""
     cmd = [
-        ffmpeg_exe(), "-y", "-loglevel", "error",
+        ffmpeg_exe(), "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
         "-i", str(video),
         "-ss", f"{start:.6f}", "-t", f"{duration:.6f}", "-i", str(audio),
         "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "192k",
-        "-shortest", "-movflags", "+faststart", "-f", "mp4", str(out),
+        "-shortest", *(["-movflags", "+faststart"] if muxer in ("mp4", "mov") else []), "-f", muxer, str(out),
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise GvjaxError(f"ffmpeg could not add the audio: {last}")
+        raise ffmpeg_failure(result.stderr, "ffmpeg could not add the audio")
 
 
 def probe_streams(path: str | os.PathLike) -> dict:

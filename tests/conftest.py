@@ -11,6 +11,14 @@ import jax
 import numpy as np
 import pytest
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory):
+    """Renders in tests (and the CLI subprocesses they start) cache channel clusters here, not in ~/.cache."""
+    import os
+
+    os.environ["GVJAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("gvjax-cache"))
+
+
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -191,9 +191,19 @@ def test_existing_destination_needs_force(tmp_path):
     dst.mkdir()
     (dst / "mine.txt").write_text("keep me")
     r = run_cli("convert", STYLEGAN2 / "rosi_micro.pt", dst)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: {dst} already exists (use --force to overwrite)"]
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: {dst} already exists (use --force to replace it)"]
     assert (dst / "mine.txt").read_text() == "keep me"
+    # --force replaces only a gvjax checkpoint: a folder of the user's is never deleted
     r = run_cli("convert", STYLEGAN2 / "rosi_micro.pt", dst, "--force")
+    assert r.returncode == 2 and "replaces only a gvjax checkpoint" in r.stderr, r.stderr
+    assert sorted(p.name for p in dst.iterdir()) == ["mine.txt"]
+    (dst / "mine.txt").unlink()
+    r = run_cli("convert", STYLEGAN2 / "rosi_micro.pt", dst)  # an empty folder still needs --force...
+    assert r.returncode == 2
+    dst.rmdir()
+    r = run_cli("convert", STYLEGAN2 / "rosi_micro.pt", dst)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("convert", STYLEGAN2 / "rosi_micro.pt", dst, "--force")  # ...and a checkpoint is replaced with it
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in dst.iterdir()) == ["G_ema", "config.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary sibling left

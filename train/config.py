@@ -10,7 +10,7 @@ import dataclasses
 import math
 from typing import Any
 
-from gvjax.config import known_fields
+from gvjax.config import check_finite_fields, check_seed, known_fields
 from gvjax.errors import GvjaxError
 
 
@@ -74,8 +74,26 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "augment", tuple(self.augment))
         object.__setattr__(self, "grid", tuple(int(g) for g in self.grid))
+        check_finite_fields(self, "train config")
+        object.__setattr__(self, "seed", check_seed(self.seed, "--seed"))
         if self.batch < 1:
             raise GvjaxError(f"--batch must be >= 1, got {self.batch}")
+        for name, option in (("g_lr", "--lr"), ("d_lr", "--lr"), ("ema_kimg", "--ema-kimg"), ("ema_rampup", "ema_rampup")):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise GvjaxError(f"{option} must be > 0, got {getattr(self, name)}")
+        for name, option in (("r1_gamma", "--gamma"), ("pl_weight", "--pl-weight")):
+            if getattr(self, name) is not None and not getattr(self, name) >= 0:
+                raise GvjaxError(f"{option} must be >= 0, got {getattr(self, name)}")
+        if not (all(0 <= b < 1 for b in self.betas) and len(self.betas) == 2 and self.eps > 0):
+            raise GvjaxError(f"Adam needs betas in [0, 1) and eps > 0, got {self.betas}, {self.eps}")
+        if self.ada_target is not None and not 0 < self.ada_target <= 1:
+            raise GvjaxError(f"--ada-target must be in (0, 1], got {self.ada_target}")
+        if not self.ada_kimg > 0 or self.ada_interval < 1:
+            raise GvjaxError(f"--ada-kimg must be > 0 and ada_interval >= 1, got {self.ada_kimg}, {self.ada_interval}")
+        if not (0 < self.pl_decay <= 1 and 0 <= self.style_mixing_prob <= 1 and self.pl_batch_shrink >= 1):
+            raise GvjaxError("pl_decay must be in (0, 1], style_mixing_prob in [0, 1] and pl_batch_shrink >= 1")
+        if len(self.grid) != 2 or min(self.grid) < 1:
+            raise GvjaxError(f"grid must be two whole numbers >= 1, got {self.grid}")
         if not self.kimg > 0:
             raise GvjaxError(f"--kimg must be > 0, got {self.kimg}")
         if self.g_reg_interval < 1 or self.d_reg_interval < 1:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 
 from gvjax.errors import GvjaxError
+from gvjax.outputs import OutputError, check_writable_dir, new_sibling, os_error_message, remove
 
 SUPERSAMPLE = 3
 LIGHT = np.array([-0.45, -0.6, 0.66])
@@ -454,6 +453,10 @@ def fruit_image(resolution: int, seed: int, index: int) -> tuple[np.ndarray, lis
     return cv.image(resolution), kinds
 
 
+MAX_RESOLUTION = 4096  # one image is drawn in float32 in memory: 4096^2 is ~0.2 GB
+MAX_COUNT = 10_000_000
+
+
 def write_fruit_dataset(out: str | os.PathLike, *, count: int, resolution: int, seed: int) -> pathlib.Path:
     """Write `count` PNGs `OUT/fruit000000.png ...` (a temporary sibling folder renamed into place)."""
     from gvjax.images import write_png
@@ -463,18 +466,21 @@ def write_fruit_dataset(out: str | os.PathLike, *, count: int, resolution: int, 
         raise GvjaxError(f"{out} already exists and is not an empty folder")
     if not out.absolute().parent.is_dir():
         raise GvjaxError(f"output directory {out.absolute().parent} does not exist")
-    if count < 1 or resolution < 8:
-        raise GvjaxError("--count must be >= 1 and --res >= 8")
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.absolute().parent))
+    if not 1 <= count <= MAX_COUNT or not 8 <= resolution <= MAX_RESOLUTION:
+        raise GvjaxError(f"--count must be in 1..{MAX_COUNT:,} and --res in 8..{MAX_RESOLUTION}, got {count} and {resolution}")
+    check_writable_dir(out.absolute().parent)
+    tmp = new_sibling(out, directory=True)
     try:
         for i in range(count):
             img, _ = fruit_image(resolution, seed, i)
             write_png(tmp / f"fruit{i:06d}.png", img)
-        tmp.chmod(0o755)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
+    except OSError as e:
+        remove(tmp)
+        raise OutputError(f"could not write {out}: {os_error_message(e, out)}") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove(tmp)
         raise
     return out

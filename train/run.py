@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import pathlib
+import shutil
 import time
 from typing import Any, Callable
 
@@ -210,6 +211,38 @@ def _init_networks(start: StartModel, train: TrainConfig):
     return nets, g, start.g_ema, d
 
 
+def _start_run(run_dir, config, nets, start, g, g_ema, d, g_config, d_config, data_info, dataset, rep, primary):
+    """Make a new run's directory: config.json, the reals / fakes_init grids, the step-0 checkpoint.
+
+    Returns (meta, state, manager); meta is None on processes other than 0.
+    """
+    meta = None
+    if primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "train": config.to_dict(),
+            "resolved": nets.train.to_dict(),
+            "generator": g_config.to_dict(),
+            "discriminator": d_config.to_dict(),
+            "data": data_info,
+            "from": {"spec": start.spec, "provenance": start.provenance, "D": "given" if start.d is not None else "fresh"},
+            "devices": [str(dev) for dev in jax.devices()],
+        }
+        _write_json_atomic(run_dir / CONFIG_FILE, meta)
+    host_state = init_state(nets, g, g_ema, d, config.seed)
+    state = _put(jax.device_get(host_state), rep)
+    zs = grid_z(g_config, config.grid)
+    if primary:
+        reals = dataset.images[np.arange(config.grid[0] * config.grid[1]) % len(dataset)]
+        write_png(run_dir / "reals.png", image_grid(reals, config.grid))
+        fakes = np.asarray(sample_fn(g_config)(jax.device_get(state["G_ema"]), zs))
+        np.save(run_dir / "fakes_init.npy", fakes)
+        write_png(run_dir / "fakes_init.png", image_grid(to_uint8(fakes), config.grid))
+    manager = _manager(run_dir, config.keep)
+    _save(manager, state)
+    return meta, state, manager
+
+
 def train(
     data: str | os.PathLike,
     run_dir: str | os.PathLike,
@@ -282,29 +315,13 @@ def train(
             truncate_log(run_dir, step0)
         log(f"resumed {run_dir} at step {step0} ({step0 * config.batch / 1000:.3f} kimg)")
     else:
-        if primary:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            meta = {
-                "train": config.to_dict(),
-                "resolved": nets.train.to_dict(),
-                "generator": g_config.to_dict(),
-                "discriminator": d_config.to_dict(),
-                "data": data_info,
-                "from": {"spec": start.spec, "provenance": start.provenance, "D": "given" if start.d is not None else "fresh"},
-                "devices": [str(d) for d in jax.devices()],
-            }
-            _write_json_atomic(run_dir / CONFIG_FILE, meta)
-        host_state = init_state(nets, g, g_ema, d, config.seed)
-        state = _put(jax.device_get(host_state), rep)
-        zs = grid_z(g_config, config.grid)
-        if primary:
-            reals = dataset.images[np.arange(config.grid[0] * config.grid[1]) % len(dataset)]
-            write_png(run_dir / "reals.png", image_grid(reals, config.grid))
-            fakes = np.asarray(sample_fn(g_config)(jax.device_get(state["G_ema"]), zs))
-            np.save(run_dir / "fakes_init.npy", fakes)
-            write_png(run_dir / "fakes_init.png", image_grid(to_uint8(fakes), config.grid))
-        manager = _manager(run_dir, config.keep)
-        _save(manager, state)
+        created = not run_dir.exists()
+        try:
+            meta, state, manager = _start_run(run_dir, config, nets, start, g, g_ema, d, g_config, d_config, data_info, dataset, rep, primary)
+        except BaseException:
+            if created and primary:  # nothing of a run that never reached its first checkpoint is left
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         step0 = 0
 
     total = config.total_steps
@@ -328,6 +345,11 @@ def train(
                 t0 = time.time()
                 state, metrics = step_fn(state, reals, step)
                 metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                if not all(math.isfinite(metrics[k]) for k in ("loss_G", "loss_D")):
+                    raise GvjaxError(
+                        f"training diverged at step {step + 1}: the loss is not finite (lower --lr?); "
+                        f"the last checkpoint in {run_dir / CHECKPOINTS} is kept"
+                    )
                 if t_steps is None:
                     t_steps = time.time()  # after the first (compiling) step
                 done = step + 1

@@ -1,0 +1,74 @@
+"""What the libraries under us say (warnings, log lines, ffmpeg's and the decoders' stderr).
+
+None of it reaches the user's terminal unless they ask with `gvjax --verbose`: while
+`captured()` is active, Python warnings and library log records are kept in `lines()`, and
+modules hand their subprocesses' logs to `note()`. With verbose on, each is also printed on
+stderr as it arrives, prefixed with where it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import warnings
+from typing import Iterator
+
+_state = {"verbose": False}
+_lines: list[str] = []
+MAX_LINES = 2000
+
+
+def set_verbose(verbose: bool) -> None:
+    _state["verbose"] = bool(verbose)
+
+
+def verbose() -> bool:
+    return _state["verbose"]
+
+
+def note(source: str, text: str) -> None:
+    """Keep `text` (one or more lines) said by `source` ('ffmpeg', 'audio decoder', ...)."""
+    for line in str(text).splitlines():
+        if not line.strip():
+            continue
+        entry = f"[{source}] {line.rstrip()}"
+        if len(_lines) < MAX_LINES:
+            _lines.append(entry)
+        if _state["verbose"]:
+            print(entry, file=sys.stderr, flush=True)
+
+
+def lines() -> list[str]:
+    """Everything kept so far (at most MAX_LINES)."""
+    return list(_lines)
+
+
+class _Handler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            note(record.name, self.format(record))
+        except Exception:  # a log line must never fail the program
+            pass
+
+
+@contextlib.contextmanager
+def captured() -> Iterator[None]:
+    """Route Python warnings and library logging to `note` for the duration."""
+    handler = _Handler()
+    root = logging.getLogger()
+    old_handlers, old_level = root.handlers[:], root.level
+    root.handlers, root.level = [handler], logging.WARNING
+    absl = logging.getLogger("absl")
+    old_absl = absl.propagate, absl.handlers[:]
+    absl.handlers, absl.propagate = [], True
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: note(
+            category.__name__, f"{message} ({filename}:{lineno})"
+        )
+        try:
+            yield
+        finally:
+            root.handlers, root.level = old_handlers, old_level
+            absl.propagate, absl.handlers = old_absl[0], old_absl[1]
