@@ -38,6 +38,7 @@ import numpy as np
 
 from gvjax.config import GeneratorConfig
 from gvjax.convert import nvidia
+from gvjax.convert.rosinality import _one as drop_leading
 from gvjax.convert.rosinality import channel_base_max
 from gvjax.convert.safe_pickle import TF_ALLOWED_GLOBALS, CorruptCheckpointError, PickledArray, TFNetwork
 from gvjax.errors import GvjaxError
@@ -83,18 +84,14 @@ def load_tf_pickle(path: str | Path) -> Any:
 
     Errors are one-line GvjaxErrors naming the file (truncated, corrupt, refused global).
     """
-    from gvjax.convert.torch_io import CheckpointNotFoundError, _unpickle
+    from gvjax.convert.torch_io import _unpickle  # pickle's errors as one-line GvjaxErrors
 
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
+    with open(path, "rb") as f:  # `is_tf_pickle` has just read it
+        try:
             return _unpickle(f, allowed=TF_ALLOWED_GLOBALS)
-    except OSError as exc:
-        raise CheckpointNotFoundError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
-    except GvjaxError as exc:
-        raise type(exc)(f"{path.name}: {exc}") from None
-    except RecursionError:
-        raise CorruptCheckpointError(f"{path.name}: checkpoint is nested too deeply") from None
+        except GvjaxError as exc:
+            raise type(exc)(f"{path.name}: {exc}") from None
 
 
 def is_tf_networks(obj: Any) -> bool:
@@ -136,8 +133,13 @@ def _value(value: Any, name: str) -> np.ndarray:
     raise CorruptCheckpointError(f"TF variable {name!r:.60} is not a numeric array ({type(value).__name__})")
 
 
+MAX_DEPTH = 8  # components of components ... (NVIDIA's nest one level)
+
+
 def tf_variables(net: TFNetwork, prefix: str = "") -> dict[str, np.ndarray]:
     """{name: array} of a network and its components, a component's names prefixed by its key + '/'."""
+    if prefix.count("/") > MAX_DEPTH:
+        raise CorruptCheckpointError(f"TF network components are nested more than {MAX_DEPTH} deep")
     out = {}
     for item in field(net, "variables", (list, tuple)):
         if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)):
@@ -148,8 +150,10 @@ def tf_variables(net: TFNetwork, prefix: str = "") -> dict[str, np.ndarray]:
     return out
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: Any, depth: int = 0) -> Any:
     """static_kwargs as JSON data: numpy values as Python ones, tuples as lists, anything else as its repr."""
+    if depth > MAX_DEPTH:
+        return "..."
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, PickledArray) and value.array is not None:
@@ -157,9 +161,9 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
     return repr(value)[:200]
 
 
@@ -370,20 +374,14 @@ def _noise_layer(i: str) -> str:
     return f"synthesis.b{2 ** ((i + 5) // 2)}.conv{(i + 1) % 2}"
 
 
-def _drop_leading(x: np.ndarray, axes: int) -> np.ndarray:
-    if x.shape[:axes] != (1,) * axes:
-        raise GvjaxError(f"expected {axes} leading axes of size 1, got shape {list(x.shape)}")
-    return x.reshape(x.shape[axes:])
-
-
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "same": lambda x: x,
     "transpose": lambda x: x.T,  # dense [in, out] -> [out, in]; a bias is unchanged
     "conv": lambda x: x.transpose(3, 2, 0, 1),  # [kh, kw, in, out] -> [out, in, kh, kw]
     "flip_conv": lambda x: x[::-1, ::-1].transpose(3, 2, 0, 1),  # TF's up-sampling conv is transposed
     "plus_one": lambda x: x + np.float32(1),  # TF's modulation adds its 1 at run time
-    "drop_batch": lambda x: _drop_leading(x, 1),
-    "noise": lambda x: _drop_leading(x, 2),
+    "drop_batch": lambda x: drop_leading(x, 1),
+    "noise": lambda x: drop_leading(x, 2),
 }
 _NDIM = {"conv": 4, "flip_conv": 4}
 
