@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from conftest import STYLEGAN2
 
-from gvjax.convert.safe_pickle import ALLOWED_GLOBALS, CorruptCheckpointError, SafeUnpickler, UnsafePickleError
+from gvjax.convert.safe_pickle import ALLOWED_GLOBALS, TF_ALLOWED_GLOBALS, CorruptCheckpointError, SafeUnpickler, UnsafePickleError
 from gvjax.convert.torch_io import NotACheckpointError, load_torch_file
 from gvjax.errors import GvjaxError
 
@@ -389,3 +389,47 @@ def test_allow_list_is_explicit():
     with pytest.raises(UnsafePickleError):
         unpickler.find_class("torch.storage", "_load_from_bytes")  # no hook given: refused
     assert isinstance(UnsafePickleError("x"), GvjaxError)
+
+
+# --- the TensorFlow allow-list: numeric numpy arrays, nothing of torch -------------------------------
+
+
+def tf_unpickle(data: bytes):
+    return SafeUnpickler(io.BytesIO(data), allowed=TF_ALLOWED_GLOBALS).load()
+
+
+def test_tf_allow_list_is_explicit():
+    assert {module for module, _ in TF_ALLOWED_GLOBALS} == {
+        "dnnlib.tflib.network", "tfutil", "numpy", "numpy.core.multiarray", "numpy._core.multiarray", "_codecs", "dnnlib", "dnnlib.util",
+    }
+    with pytest.raises(UnsafePickleError, match="'torch._utils._rebuild_tensor_v2'"):
+        tf_unpickle(whole(op_global("torch._utils", "_rebuild_tensor_v2")))
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12, dtype=np.float32).reshape(3, 4), np.asfortranarray(np.arange(6, dtype=np.int64).reshape(2, 3)),
+    np.arange(4, dtype=">f8"), np.array(2.5, np.float32), np.array([True, False]), np.zeros((0, 3), np.float16),
+], ids=["f4", "fortran-i8", "big-endian", "0-d", "bool", "empty"])
+def test_numeric_arrays_decode_in_tf_pickles(array):
+    for protocol in (3, 4) if array.size == 0 else (2, 3, 4):  # protocol 2 writes b'' as __builtin__.bytes()
+        out = tf_unpickle(pickle.dumps({"v": array}, protocol=protocol))["v"].array
+        np.testing.assert_array_equal(out, array)
+        assert out.shape == array.shape and out.dtype == array.dtype.newbyteorder("=") and not out.flags.writeable
+
+
+class WrongShape:
+    """Pickles as numpy's reduction of a 4-float array with the shape (5,) in its state."""
+
+    def __reduce__(self):
+        fn, args, state = np.arange(4, dtype=np.float32).__reduce__()
+        return fn, args, (state[0], (5,), *state[2:])
+
+
+def test_object_arrays_and_wrong_sizes_are_refused_in_tf_pickles():
+    with pytest.raises(UnsafePickleError, match=r"numpy.dtype\('O8'\)"):
+        tf_unpickle(pickle.dumps(np.array([1, "x"], dtype=object), protocol=4))
+    with pytest.raises(CorruptCheckpointError, match=r"shape \[5\] and dtype float32 needs 20 bytes, has 16"):
+        tf_unpickle(pickle.dumps(WrongShape(), protocol=4))
+    with pytest.raises(UnsafePickleError, match="only plain numpy.ndarray"):  # a subclass, e.g. numpy.matrix
+        tf_unpickle(whole(op_global("numpy.core.multiarray", "_reconstruct") + b"(" + op_global("numpy", "dtype")
+                          + op_literal((0,)) + op_literal(b"b") + b"tR"))
