@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import tempfile
 import warnings
 from typing import Iterator
 
@@ -72,3 +74,31 @@ def captured() -> Iterator[None]:
         finally:
             root.handlers, root.level = old_handlers, old_level
             absl.propagate, absl.handlers = old_absl[0], old_absl[1]
+
+
+@contextlib.contextmanager
+def quiet_stderr(source: str) -> Iterator[None]:
+    """Keep what C libraries write on file descriptor 2 (and Python warnings) off the terminal
+    during the block; it goes to `note(source, ...)`. fd 2 is restored even when the block
+    raises. The redirect is process-wide: another thread's stderr is captured meanwhile too.
+    """
+    with tempfile.TemporaryFile() as tmp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 at all: nothing to redirect
+            saved = None
+        else:
+            os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            note(source, tmp.read().decode("utf-8", "replace"))
+            for w in caught:
+                note(source, f"{w.category.__name__}: {w.message}")

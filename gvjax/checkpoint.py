@@ -81,17 +81,27 @@ def save_checkpoint(
       extra: other JSON-serialisable configs (e.g. a discriminator's init kwargs).
       force: replace an existing `path`.
     """
-    from gvjax.outputs import check_dir_output, new_sibling, remove, replace_into
+    from gvjax import chatter
+    from gvjax.outputs import check_dir_output, check_free_space, new_sibling, os_error_message, remove, replace_into
 
     path = pathlib.Path(path).absolute()
     if "G_ema" not in networks:
         raise ValueError("a checkpoint needs at least the 'G_ema' network")
     check_dir_output(path, force=force)  # replaces only an old gvjax checkpoint, and only with force
+    arrays = {name: _to_numpy(variables) for name, variables in networks.items()}
+    nbytes = sum(leaf.nbytes for tree in arrays.values() for leaf in jax.tree.leaves(tree))
+    check_free_space(path, int(nbytes * 1.1) + 64 * 1024 * len(arrays))  # orbax fails noisily on a full disk
     tmp = new_sibling(path, directory=True)
     try:
         checkpointer = _checkpointer()
-        for name, variables in networks.items():
-            checkpointer.save(tmp / name, _to_numpy(variables))
+        for name, tree in arrays.items():
+            try:
+                with chatter.quiet_stderr("orbax"):
+                    checkpointer.save(tmp / name, tree)
+            except Exception as e:  # tensorstore reports a full disk as RESOURCE_EXHAUSTED, not as an OSError
+                if isinstance(e, OSError):
+                    raise
+                raise GvjaxError(f"could not write {path}: {str(e).splitlines()[0][:200]}") from None
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -102,8 +112,11 @@ def save_checkpoint(
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
         replace_into(tmp, path)
+    except OSError as e:
+        remove(tmp, attempts=20)
+        raise GvjaxError(f"could not write {path}: {os_error_message(e, path)}") from None
     except BaseException:
-        remove(tmp)
+        remove(tmp, attempts=20)
         raise
     return path
 

@@ -442,6 +442,9 @@ def train(
     from gvjax.train.run import train as run_training
 
     _finite("--kimg", kimg, positive=True)
+    for option, value in (("--lr", lr), ("--gamma", gamma), ("--ema-kimg", ema_kimg), ("--pl-weight", pl_weight), ("--ada-target", ada_target),
+                          ("--augment-p", augment_p), ("--ada-kimg", ada_kimg), ("--snap", snap), ("--sample-kimg", sample_kimg)):
+        _finite(option, value)
     check_not_input(out, (("training data", data), ("starting model", from_model)))
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file, not a run directory")

@@ -62,8 +62,14 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 
 def _describe(hint: Any) -> str:
-    text = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "").replace("NoneType", "None")
-    return {"int": "a whole number", "float": "a finite number", "str": "a string", "bool": "true or false"}.get(text, text)
+    """Words for a type hint: 'a whole number', 'a finite number or null', 'a list of ...'."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        return f"a list of {_describe(args[0]).removeprefix('a ')}s" if args and args[-1] is Ellipsis else f"a list of {len(args)} values"
+    names = {int: "a whole number", float: "a finite number", str: "a string", bool: "true or false", type(None): "null"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def known_fields(cls, d: Any, what: str) -> dict[str, Any]:

@@ -31,9 +31,29 @@ class OutputError(GvjaxError):
     """An output that may not be written (exists, is an input, is not ours to replace, ...)."""
 
 
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Free bytes on the file system holding `path` (or its nearest existing parent)."""
+    p = pathlib.Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def check_free_space(path: str | os.PathLike, needed: int) -> None:
+    """OutputError, before writing, when the file system holding `path` lacks `needed` bytes (+1 MiB)."""
+    free = free_bytes(pathlib.Path(path).absolute().parent)
+    if free is not None and free < needed + (1 << 20):
+        raise OutputError(f"no space left on the device holding {path}: it needs about {needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB is free")
+
+
 def os_error_message(e: OSError, path: str | os.PathLike | None = None) -> str:
     """One line naming the real cause of an OS error: a full disk, a read-only file system, ..."""
     where = str(path if path is not None else (e.filename or "output"))
+    if e.errno is None and (free_bytes(where) or 0) < (1 << 20):  # numpy's short write ("3072 requested and 3040 written")
+        return f"no space left on the device holding {where}"
     causes = {
         errno.ENOSPC: f"no space left on the device holding {where}",
         errno.EDQUOT: f"disk quota exceeded writing {where}",
@@ -169,15 +189,22 @@ def new_sibling(path: pathlib.Path, *, directory: bool = False, suffix: str = ""
         raise OutputError(f"cannot write to {parent}: {os_error_message(e, parent)}") from None
 
 
-def remove(path: pathlib.Path) -> None:
-    """Remove a file or directory tree if it exists; never raises."""
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    except OSError:
-        pass
+def remove(path: pathlib.Path, attempts: int = 1) -> None:
+    """Remove a file or directory tree if it exists; never raises. `attempts` > 1 retries (50 ms
+    apart) while a writer that failed may still be finishing in the background (orbax)."""
+    import time
+
+    for i in range(attempts):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if not (path.exists() or path.is_symlink()):
+            return
+        time.sleep(0.05)
 
 
 def replace_into(tmp: pathlib.Path, path: pathlib.Path) -> None:

@@ -12,6 +12,7 @@ from gvjax.errors import GvjaxError
 from gvjax.model import NOISE_MODES
 
 SPLINE_ALPHAS = {"uniform": 0.0, "centripetal": 0.5}
+MAX_SIDE = 8192  # pixels a side of the video (H.264 level 6.2 allows 8192x4320)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +96,8 @@ class RenderConfig:
             w, h = (int(v) for v in self.size)
             if w < 2 or h < 2 or w % 2 or h % 2:
                 bad(f"--size must be even and at least 2x2 (H.264 yuv420p), got {w}x{h}")
+            if max(w, h) > MAX_SIDE:
+                bad(f"--size {w}x{h} is too large: at most {MAX_SIDE} pixels a side")
             object.__setattr__(self, "size", (w, h))
         if not (isinstance(self.scale, int) and 1 <= self.scale <= 16):
             bad(f"--scale must be a whole number from 1 to 16, got {self.scale}")
