@@ -295,25 +295,31 @@ def load_audio(
         raise GvjaxError(f"audio duration must be > 0 seconds, got {duration}")
     with captured_decoder_output(path):
         y = _decode(path, sr, start, duration, np.float32)
+        gain = 1.0
         if y is None or not np.isfinite(np.sum(y, dtype=np.float64)):
-            # NaN/inf samples, or float samples too large for float32 (beyond 3.4e38, or mixed
-            # down or resampled past it): once more in float64, which tells the two apart.
-            y = _decode(path, sr, start, duration, np.float64)
+            # NaN/inf samples (peak_gain refuses them), or float samples too large for float32
+            # arithmetic (mixing down, soxr): decoded again in float64, scaled to full scale first.
+            gain = peak_gain(path, start=start, duration=duration)
+            y = _decode(path, sr, start, duration, np.float64, gain=gain)
         peak = float(np.max(np.abs(y))) if y is not None and y.size else 0.0
     if y is None or not math.isfinite(peak):
-        raise GvjaxError(f"{path} has NaN or infinite samples (a damaged float file): cannot analyse it")
+        raise _not_finite(path)
     if y.size == 0:
         if start > 0:
             raise _past_end(path, start)
         raise GvjaxError(f"{path} contains no audio samples")
-    if peak > 1:
-        _note(path, f"peak {peak:.3g} is beyond full scale: samples divided by it")
+    if peak > 1 or (gain != 1 and peak > 0):
+        _note(path, f"peak {peak / gain:.3g} is beyond full scale: samples divided by it")
         y = y / peak
     return np.asarray(y, np.float32).reshape(-1), int(sr)
 
 
-def _decode(path: str, sr: int, start: float, duration: float | None, dtype) -> np.ndarray | None:
-    """`[n]` mono samples at `sr` in `dtype`: libsndfile where it reads the file, else ffmpeg.
+def _not_finite(path: str) -> GvjaxError:
+    return GvjaxError(f"{path} has NaN or infinite samples (a damaged float file): cannot analyse it")
+
+
+def _decode(path: str, sr: int, start: float, duration: float | None, dtype, *, gain: float = 1.0) -> np.ndarray | None:
+    """`[n]` mono samples at `sr` in `dtype`, times `gain`: libsndfile where it reads the file, else ffmpeg.
 
     None when libsndfile read samples that are not finite in `dtype` (librosa refuses them).
     """
@@ -323,28 +329,31 @@ def _decode(path: str, sr: int, start: float, duration: float | None, dtype) -> 
     try:
         info = soundfile.info(path)
     except Exception:  # noqa: BLE001 - not a libsndfile format
-        return _ffmpeg_decode(path, sr, start, duration, dtype)
+        return _ffmpeg_decode(path, sr, start, duration, dtype, gain=gain)
     if start > 0 and info.frames > 0 and start >= info.frames / info.samplerate:
         raise _past_end(path, start)
     try:
-        return _stream_decode(path, info, sr, start, duration, dtype=dtype)
+        return _stream_decode(path, info, sr, start, duration, dtype=dtype, gain=gain)
     except librosa.ParameterError:  # "Audio buffer is not finite everywhere"
         return None
     except Exception as e:  # noqa: BLE001 - libsndfile opened it but cannot decode it: ffmpeg may
         _note(path, f"libsndfile failed ({_one_line(e)}); decoding with ffmpeg")
-        return _ffmpeg_decode(path, sr, start, duration, dtype)
+        return _ffmpeg_decode(path, sr, start, duration, dtype, gain=gain)
 
 
 def _past_end(path: str, start: float) -> GvjaxError:
     return GvjaxError(f"start {start:g} s is past the end of {path} ({audio_duration(path):.2f} s long)")
 
 
-def _stream_decode(path: str, info, sr: int, start: float, duration: float | None, *, dtype=np.float32) -> np.ndarray:
+def _stream_decode(
+    path: str, info, sr: int, start: float, duration: float | None, *, dtype=np.float32, gain: float = 1.0
+) -> np.ndarray:
     """Block-wise decode + mono + streaming soxr resample; same samples and length as `librosa.load`.
 
     `info` is the file's `soundfile.info`; its frame count sizes the output once (no
-    doubling, no final copy). `dtype` float64 reads, mixes and resamples in double precision
-    (float samples too large for float32 arithmetic).
+    doubling, no final copy). `dtype` float64 reads and mixes down in double precision, and
+    `gain` scales the mono blocks before resampling (float samples too large for float32 and
+    for soxr, whose HQ filter computes in single precision).
     """
     import librosa
 
@@ -357,11 +366,13 @@ def _stream_decode(path: str, info, sr: int, start: float, duration: float | Non
         path, block_length=1, frame_length=block, hop_length=block, mono=True,
         offset=start or None, duration=duration, fill_value=None, dtype=dtype,
     )
-    return _resample_stream(blocks, native_sr, sr, n_est, dtype)
+    return _resample_stream(blocks, native_sr, sr, n_est, dtype, gain)
 
 
-def _resample_stream(blocks: Iterable[np.ndarray], native_sr: int, sr: int, n_est: int, dtype) -> np.ndarray:
-    """Concatenate mono blocks at `native_sr`, resampled to `sr` as a stream (soxr HQ, as `librosa.load`).
+def _resample_stream(
+    blocks: Iterable[np.ndarray], native_sr: int, sr: int, n_est: int, dtype, gain: float = 1.0
+) -> np.ndarray:
+    """Concatenate mono blocks at `native_sr` times `gain`, resampled to `sr` as a stream (soxr HQ, as `librosa.load`).
 
     The output is `ceil(n * sr / native_sr)` samples for n input samples
     (`librosa.resample(fix=True)`), allocated once for `n_est` input samples and grown if
@@ -382,6 +393,7 @@ def _resample_stream(blocks: Iterable[np.ndarray], native_sr: int, sr: int, n_es
 
     for x in blocks:
         x = np.ascontiguousarray(x, dtype).reshape(-1)
+        x = x if gain == 1 else x * gain
         n_in += x.size
         put(x if resampler is None else resampler.resample_chunk(x))
     if resampler is not None:
@@ -406,6 +418,39 @@ def audio_duration(path: str | os.PathLike) -> float:
             pass
         with _FfmpegAudio(path, np.float32) as stream:
             return sum(x.shape[0] for x in stream.blocks()) / stream.sr
+
+
+def peak_gain(path: str | os.PathLike, *, start: float = 0.0, duration: float | None = None) -> float:
+    """The gain that brings a range of the file within full scale: `1 / peak` when its sample
+    peak (any channel, native rate) exceeds 1, else 1.0.
+
+    For playing what `load_audio` analyses: only float files exceed full scale, and ffmpeg's
+    AAC encoder fails on samples beyond about 1e7 and stalls just below (a muxer applies
+    it as `-af volume=GAIN`). NaN or infinite samples are a GvjaxError, as in `load_audio`.
+    """
+    path = _check_file(path)
+    import soundfile
+
+    peak = 0.0
+    with captured_decoder_output(path):
+        try:
+            info = soundfile.info(path)
+        except Exception:  # noqa: BLE001 - not a libsndfile format
+            info = None
+        if info is not None:
+            first = int(start * info.samplerate)
+            count = -1 if duration is None else int(duration * info.samplerate)
+            blocks = soundfile.blocks(path, blocksize=1 << 16, dtype="float64", always_2d=True, start=first, frames=count)
+            for x in blocks:
+                peak = float(np.max(np.abs(x), initial=peak))  # NaN stays NaN
+        else:
+            with _FfmpegAudio(path, np.float64) as stream:
+                first = int(start * stream.sr)
+                for x in stream.blocks(first, None if duration is None else int(duration * stream.sr)):
+                    peak = float(np.max(np.abs(x), initial=peak))
+    if not math.isfinite(peak):
+        raise _not_finite(path)
+    return 1.0 / peak if peak > 1 else 1.0
 
 
 # ffmpeg's demuxers of still images: such an input is "an image", not "a video without sound".
@@ -501,13 +546,13 @@ def _wav_header(pipe) -> tuple[int, int] | None:
             fmt = int.from_bytes(body[4:8], "little"), int.from_bytes(body[2:4], "little")
 
 
-def _ffmpeg_decode(path: str, sr: int, start: float, duration: float | None, dtype) -> np.ndarray:
-    """`[n]` mono samples at `sr` of the file's first audio stream, decoded by ffmpeg."""
+def _ffmpeg_decode(path: str, sr: int, start: float, duration: float | None, dtype, *, gain: float = 1.0) -> np.ndarray:
+    """`[n]` mono samples at `sr` of the file's first audio stream, decoded by ffmpeg, times `gain`."""
     with _FfmpegAudio(path, dtype) as stream:
         first = int(start * stream.sr)
         count = None if duration is None else int(duration * stream.sr)
         mono = (x.mean(axis=1) for x in stream.blocks(first, count))
-        return _resample_stream(mono, stream.sr, sr, count or 60 * stream.sr, dtype)
+        return _resample_stream(mono, stream.sr, sr, count or 60 * stream.sr, dtype, gain)
 
 
 def _ffmpeg_error(path: str, log: str) -> GvjaxError:
