@@ -181,7 +181,7 @@ def _given_options(ctx: click.Context) -> list[str]:
     given = []
     for param in ctx.command.params:
         if param.name not in REPLAY_OPTIONS and ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
-            given.append(param.opts[0] if param.param_type_name == "option" else param.human_readable_name)
+            given.append(param.opts[0] if param.param_type_name == "option" else param.name.upper())
     return given
 
 
@@ -537,12 +537,24 @@ def _run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None):
     """Console entry point: SIGTERM behaves like Ctrl-C; errors are one line (see `_run`)."""
+    import _thread
     import signal
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
 
+    def unraisable(info):
+        # An interrupt that lands in a callback Python cannot raise from (a gc callback of jax)
+        # would be lost ("Exception ignored in ..."): deliver it to the main thread again.
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            _thread.interrupt_main()
+        else:
+            from gvjax import chatter
+
+            chatter.note("python", f"ignored {type(info.exc_value).__name__}: {info.exc_value} in {info.object!r}")
+
     signal.signal(signal.SIGTERM, terminate)
+    sys.unraisablehook = unraisable
     sys.exit(_run(argv))
 
 

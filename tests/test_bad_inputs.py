@@ -252,7 +252,7 @@ CASES = [
     ("render --from with --seed", ["render", "--from", "rec.json", "-o", "v.mp4", "--seed", "3"], "--seed cannot be combined", 2, None),
     ("render --from with --fps and --size", ["render", "--from", "rec.json", "-o", "v.mp4", "--fps", "10", "--size", "64x64"],
      "--fps, --size cannot be combined", 2, None),
-    ("render --from with a SONG", ["render", "song.wav", "--from", "rec.json", "-o", "v.mp4"], "song cannot be combined", 2, None),
+    ("render --from with a SONG", ["render", "song.wav", "--from", "rec.json", "-o", "v.mp4"], "SONG cannot be combined", 2, None),
     ("render --from with --demo", ["render", "--demo", "--from", "rec.json", "-o", "v.mp4"], "--demo cannot be combined", 2, None),
     ("render --from without -o", ["render", "--from", "rec.json"], "-o OUT.mp4", 2, None),
     ("render --from onto its own record", ["render", "--from", "rec.json", "-o", "rec.mp4", "--force"], "is the render record", 2, None),
