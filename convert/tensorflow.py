@@ -271,7 +271,7 @@ def tf_kwargs(net: TFNetwork, layout: Layout, build_func: str) -> dict[str, Any]
     kwargs = {key: given.get(key, default) for key, default in defaults.items()}
     for key, needed in REQUIRED.items():
         if key in kwargs and kwargs[key] != needed:
-            raise _refuse(f"{build_func} with {key}={kwargs[key]!r}")
+            raise UnsupportedTFNetworkError(f"{build_func} with {key}={kwargs[key]!r} is not supported (gvjax computes {key}={needed!r})")
     return kwargs
 
 
@@ -291,7 +291,7 @@ def channel_base_and_max(kw: dict[str, Any], resolutions: list[int], what: str) 
         return channel_base_max(table)
     except GvjaxError as e:
         fmaps = ", ".join(f"{k}={kw[k]}" for k in ("fmap_base", "fmap_decay", "fmap_min", "fmap_max"))
-        raise _refuse(f"{what} with {fmaps} ({e})") from None
+        raise UnsupportedTFNetworkError(f"{what} channels from {fmaps}: {e}") from None
 
 
 def _filter(kw: dict[str, Any]) -> tuple[float, ...]:
@@ -423,15 +423,17 @@ def generator_variables(net: TFNetwork, config: GeneratorConfig) -> dict:
 def discriminator_kwargs(net: TFNetwork, layout: Layout) -> dict[str, Any]:
     """NVIDIA torch `Discriminator` init kwargs computing what TF's D of `layout` computes."""
     if builder(net) != layout.discriminator:
-        raise _refuse(f"TF discriminator {builder(net)!r} in a {layout.repo} file")
+        raise UnsupportedTFNetworkError(f"TF discriminator {builder(net)!r} is not the {layout.discriminator} of a {layout.repo} file")
     kw = tf_kwargs(net, layout, layout.discriminator)
     c_dim, res = int(kw["label_size"]), int(kw["resolution"])
     if c_dim and layout.version < 5:
-        raise _refuse("a conditional NVlabs/stylegan2 discriminator (Output summed against the raw label)")
+        raise UnsupportedTFNetworkError("a conditional NVlabs/stylegan2 D (Output summed against the raw label) has no NVIDIA torch equivalent")
     channel_base, channel_max = channel_base_and_max(kw, _resolutions(res, "D"), "D")
     nf0 = _nf(kw)(0)
     if nf0 != min(channel_base // 4, channel_max):
-        raise _refuse(f"a D whose 4x4/Dense0 has nf(0)={nf0} features, not the 4x4 channels {min(channel_base // 4, channel_max)}")
+        raise UnsupportedTFNetworkError(
+            f"D 4x4/Dense0 has nf(0)={nf0} features; NVIDIA's torch D (and gvjax's) has the 4x4 channels, {min(channel_base // 4, channel_max)}"
+        )
     group, features = kw["mbstd_group_size"], int(kw["mbstd_num_features"])
     if layout.version < 5 and int(group) <= 1:  # D_stylegan2 runs the layer only for groups > 1
         features = 0

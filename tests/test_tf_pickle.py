@@ -320,10 +320,10 @@ OTHER_TF_PICKLES = {
     "D only": (lambda t: _write(t, "d.pkl", small_networks()[1]), "a discriminator-only file (D_stylegan2, no generator)"),
     "config A-D": (lambda t: _write(t, "config-d.pkl", _config_d()), "StyleGAN2 config A-D generator (G_synthesis_stylegan_revised"),
     "v4 conditional": (lambda t: _write(t, "cond.pkl", _v4_conditional()), "conditional NVlabs/stylegan2 generator (G_mapping/LabelConcat"),
-    "unknown activation": (lambda t: _write(t, "relu.pkl", _with_kwargs(nonlinearity="relu")), "G_synthesis_stylegan2 with nonlinearity='relu'"),
+    "unknown activation": (lambda t: _write(t, "relu.pkl", _with_kwargs(nonlinearity="relu")), "G_synthesis_stylegan2 with nonlinearity='relu' is not supported (gvjax computes nonlinearity='lrelu')"),
     # 16x16 channels 16, 12, 12: fmap_min flattens a table NVIDIA's channel_base / channel_max cannot
     "fmap_min binds": (lambda t: _write(t, "fmin.pkl", _with_kwargs(resolution=16, fmap_max=64, fmap_min=12)),
-                       "G with fmap_base=32, fmap_decay=1.0, fmap_min=12, fmap_max=64"),
+                       "G channels from fmap_base=32, fmap_decay=1.0, fmap_min=12, fmap_max=64: channel table {4: 16, 8: 12, 16: 12} has no"),
 }
 
 
