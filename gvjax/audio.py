@@ -45,16 +45,12 @@ decodes and resamples as a stream for the same reason.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
-import logging
 import math
 import os
 import pathlib
 import re
 import subprocess
-import sys
 import tempfile
 import warnings
 from fractions import Fraction
@@ -62,6 +58,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from gvjax import chatter
 from gvjax.config import known_fields
 from gvjax.errors import GvjaxError
 
@@ -198,61 +195,6 @@ class AudioFeatures:
         return {name: getattr(self, name) for name in FEATURES}
 
 
-# ----------------------------------------------------------------------------- decoder chatter
-
-_MESSAGES: collections.deque[str] = collections.deque(maxlen=1000)
-_log = logging.getLogger(__name__)
-
-
-def decoder_messages() -> list[str]:
-    """What the audio decoders said, oldest first (the last 1000 lines), each `file: message`.
-
-    C libraries' stderr (mpg123's `Note: Illegal Audio-MPEG-Header ...`), ffmpeg's log and
-    Python warnings (librosa, audioread, numpy) captured while decoding, for a log or
-    `--verbose`; they are never printed. Each line also goes to the `gvjax.audio` logger at
-    DEBUG level.
-    """
-    return list(_MESSAGES)
-
-
-def _note(source: str, text: str) -> None:
-    for line in text.splitlines():
-        if line.strip():
-            _MESSAGES.append(f"{source}: {line.rstrip()}")
-            _log.debug("%s: %s", source, line.rstrip())
-
-
-@contextlib.contextmanager
-def captured_decoder_output(source: str) -> Iterator[None]:
-    """Keep decoder chatter off the terminal during the block; it goes to `decoder_messages()`.
-
-    File descriptor 2 (where C libraries write) is redirected to a temporary file and Python
-    warnings are recorded; both are noted under `source`. fd 2 is restored even when the
-    block raises. The redirect is process-wide: whatever another thread writes to stderr
-    meanwhile is captured too (audio is decoded before a render starts its threads).
-    """
-    with tempfile.TemporaryFile() as tmp, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sys.stderr.flush()
-        try:
-            saved = os.dup(2)
-        except OSError:  # no fd 2 at all: nothing to redirect
-            saved = None
-        else:
-            os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            if saved is not None:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-            tmp.seek(0)
-            _note(source, tmp.read().decode("utf-8", "replace"))
-            for w in caught:
-                _note(source, f"{w.category.__name__}: {w.message}")
-
-
 # ----------------------------------------------------------------------------- decoding
 
 
@@ -264,19 +206,22 @@ def load_audio(
     Formats libsndfile reads (wav, flac, ogg vorbis/opus, mp3, aiff, ...) are decoded in
     blocks (`librosa.stream`) and resampled as a stream (soxr HQ), giving the samples and
     length of `librosa.load`. Anything else goes through the bundled ffmpeg
-    (imageio-ffmpeg's binary): m4a/aac, opus, wma, and the first audio stream of a video
+    (imageio-ffmpeg's binary): m4a/aac, alac, wma, and the first audio stream of a video
     (mp4, mov, mkv, webm, avi, ...), decoded to float32 at the native rate, trimmed to the
     range to the sample (`int(start * rate)`, `int(duration * rate)`, as librosa) and
-    resampled the same way. Either way memory holds the mono `sr` result only. Any
-    channel count is averaged to mono.
+    resampled the same way. The decoders trim AAC/Opus/Vorbis priming samples (WMA's
+    decoder delay of 1024 samples stays). Either way memory holds the mono `sr` result
+    only. Any channel count is averaged to mono.
 
-    Float files may hold samples beyond full scale. Finite ones (a float wav peaking at 1e30
-    or 3e38) are divided by the peak of the loaded range, so the analysis sees at most full
-    scale and cannot overflow (features are normalised per song anyway; only the absolute
-    `silence_db` floor then counts from the peak). NaN or infinite samples are refused.
+    Samples beyond full scale (float files; a lossy decode of a clipped master overshoots a
+    little) are divided by the peak of the loaded mono range, so the analysis sees at most
+    full scale and cannot overflow, even for a float wav peaking at 1e30 or 3e38 (features
+    are normalised per song anyway; only the absolute `silence_db` floor then counts from the
+    peak). `peak_gain` gives a muxer the matching gain. NaN or infinite samples are refused.
 
-    What the decoders print (C libraries on stderr, ffmpeg's log, Python warnings) is kept
-    for `decoder_messages()` and the `gvjax.audio` logger, never shown.
+    What the decoders print (C libraries on file descriptor 2, such as mpg123's `Note: ...`
+    lines; ffmpeg's log; Python warnings) goes to `gvjax.chatter` (shown with `--verbose`),
+    never to the terminal.
 
     Args:
       path: the audio (or video) file.
@@ -293,7 +238,7 @@ def load_audio(
         raise GvjaxError(f"audio start must be >= 0 seconds, got {start}")
     if duration is not None and not (math.isfinite(duration) and duration > 0):
         raise GvjaxError(f"audio duration must be > 0 seconds, got {duration}")
-    with captured_decoder_output(path):
+    with chatter.quiet_stderr(f"audio {path}"):
         y = _decode(path, sr, start, duration, np.float32)
         gain = 1.0
         if y is None or not np.isfinite(np.sum(y, dtype=np.float64)):
@@ -309,7 +254,7 @@ def load_audio(
             raise _past_end(path, start)
         raise GvjaxError(f"{path} contains no audio samples")
     if peak > 1 or (gain != 1 and peak > 0):
-        _note(path, f"peak {peak / gain:.3g} is beyond full scale: samples divided by it")
+        chatter.note(f"audio {path}", f"peak {peak / gain:.3g} is beyond full scale: samples divided by it")
         y = y / peak
     return np.asarray(y, np.float32).reshape(-1), int(sr)
 
@@ -337,7 +282,7 @@ def _decode(path: str, sr: int, start: float, duration: float | None, dtype, *, 
     except librosa.ParameterError:  # "Audio buffer is not finite everywhere"
         return None
     except Exception as e:  # noqa: BLE001 - libsndfile opened it but cannot decode it: ffmpeg may
-        _note(path, f"libsndfile failed ({_one_line(e)}); decoding with ffmpeg")
+        chatter.note(f"audio {path}", f"libsndfile failed ({_one_line(e)}); decoding with ffmpeg")
         return _ffmpeg_decode(path, sr, start, duration, dtype, gain=gain)
 
 
@@ -411,7 +356,7 @@ def audio_duration(path: str | os.PathLike) -> float:
     path = _check_file(path)
     import soundfile
 
-    with captured_decoder_output(path):
+    with chatter.quiet_stderr(f"audio {path}"):
         try:
             return float(soundfile.info(path).duration)
         except Exception:  # noqa: BLE001 - not a libsndfile format
@@ -432,7 +377,7 @@ def peak_gain(path: str | os.PathLike, *, start: float = 0.0, duration: float | 
     import soundfile
 
     peak = 0.0
-    with captured_decoder_output(path):
+    with chatter.quiet_stderr(f"audio {path}"):
         try:
             info = soundfile.info(path)
         except Exception:  # noqa: BLE001 - not a libsndfile format
@@ -461,9 +406,9 @@ class _FfmpegAudio:
     """The first audio stream of a file, decoded by the bundled ffmpeg: native rate, all channels.
 
     ffmpeg writes a float wav (32 or 64 bit) to a pipe; we read its header for the rate and
-    channel count, then blocks of `[frames, channels]`. Its log (`-v info`, no stats) goes
-    to a temporary file, read when the stream closes: noted for `decoder_messages()` when
-    all went well, turned into a one-line GvjaxError when ffmpeg failed. Use as a context
+    channel count, then blocks of `[frames, channels]`. Its log (`-v warning`) goes
+    to a temporary file, read when the stream closes: kept by `gvjax.chatter`, and turned
+    into a one-line GvjaxError when ffmpeg failed. Use as a context
     manager; leaving early stops ffmpeg.
     """
 
@@ -474,7 +419,7 @@ class _FfmpegAudio:
         self.dtype = np.dtype(dtype)
         codec = {"float32": "pcm_f32le", "float64": "pcm_f64le"}[self.dtype.name]
         cmd = [
-            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", "info",
+            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", "warning",
             "-i", path, "-map", "0:a:0", "-c:a", codec, "-map_metadata", "-1", "-f", "wav", "pipe:1",
         ]
         self._log = tempfile.TemporaryFile()
@@ -522,7 +467,7 @@ class _FfmpegAudio:
         self._log.seek(0)
         text = self._log.read().decode("utf-8", "replace")
         self._log.close()
-        _note(self.path, text)
+        chatter.note(f"ffmpeg {self.path}", text)
         if code != 0 and not self._stopped:
             raise _ffmpeg_error(self.path, text)
 
@@ -557,9 +502,14 @@ def _ffmpeg_decode(path: str, sr: int, start: float, duration: float | None, dty
 
 def _ffmpeg_error(path: str, log: str) -> GvjaxError:
     """One line for a failed ffmpeg decode: no audio stream (an image, a silent video) or ffmpeg's own cause."""
-    if "matches no streams" in log:
-        demuxer = re.search(r"^Input #0, ([^,\s]+)", log, re.M)
-        video = re.search(r"^\s*Stream #0:\d+\S*: Video: (\w+)", log, re.M)
+    if "matches no streams" in log:  # ffmpeg's description of the input says what it holds instead
+        import imageio_ffmpeg
+
+        probe = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path]  # exits 1: no output given
+        info = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace").stderr
+        chatter.note(f"ffmpeg {path}", info)
+        demuxer = re.search(r"^Input #0, ([^,\s]+)", info, re.M)
+        video = re.search(r"^\s*Stream #0:\d+\S*: Video: (\w+)", info, re.M)
         demuxer = demuxer.group(1) if demuxer else ""
         if video and (demuxer.endswith("_pipe") or demuxer in _IMAGE_DEMUXERS):
             return GvjaxError(f"cannot read audio from {path}: not a readable audio file (it is a {video.group(1)} image)")
@@ -864,7 +814,7 @@ def compute_features(
             samples = y
         else:
             samples, _ = load_audio(src, sr=config.sr, start=start, duration=duration or y.size / sr)
-        with captured_decoder_output(src):  # a numpy warning is noted, never printed
+        with chatter.quiet_stderr(f"audio {src}"):  # a numpy warning is noted, never printed
             feats = raw_features(samples, sr, fps, config, names=tuple(names), source=src)
         for name, x in feats.items():
             raw[name] = _fit_length(x, n_frames)
