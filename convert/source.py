@@ -198,6 +198,8 @@ def _tf_generator(net: Any, name: str, layout: tensorflow.Layout) -> tuple[Gener
         return config, tensorflow.generator_variables(net, config)
     except GvjaxError as e:
         raise type(e)(f"{name}: {e}") from None
+    except (TypeError, ValueError) as e:  # static_kwargs of the wrong types
+        raise UnsupportedCheckpointError(f"{name}: malformed static_kwargs ({e})") from None
 
 
 def _tf_discriminator(net: Any, layout: tensorflow.Layout) -> tuple[dict, dict[str, Any]]:
@@ -216,7 +218,7 @@ def _tf_discriminator(net: Any, layout: tensorflow.Layout) -> tuple[dict, dict[s
         raw = nvidia.nest(tensorflow.discriminator_state(variables))
         load_discriminator(raw, info)
         return raw, info
-    except GvjaxError as e:
+    except (GvjaxError, TypeError, ValueError) as e:
         raw = nvidia.nest({k.replace("/", "."): v for k, v in variables.items()})
         return raw, {"class_name": tensorflow.builder(net), "format": tensorflow.FORMAT, "unsupported": str(e)}
 
