@@ -8,6 +8,7 @@ stderr as it arrives, prefixed with where it came from.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -16,9 +17,9 @@ import tempfile
 import warnings
 from typing import Iterator
 
-_state = {"verbose": False}
-_lines: list[str] = []
 MAX_LINES = 2000
+_state = {"verbose": False, "terminal_fd": None}  # terminal_fd: the real stderr while quiet_stderr redirects fd 2
+_lines: collections.deque[str] = collections.deque(maxlen=MAX_LINES)
 
 
 def set_verbose(verbose: bool) -> None:
@@ -35,14 +36,16 @@ def note(source: str, text: str) -> None:
         if not line.strip():
             continue
         entry = f"[{source}] {line.rstrip()}"
-        if len(_lines) < MAX_LINES:
-            _lines.append(entry)
+        _lines.append(entry)
         if _state["verbose"]:
-            print(entry, file=sys.stderr, flush=True)
+            if _state["terminal_fd"] is not None:  # fd 2 is redirected: write past it
+                os.write(_state["terminal_fd"], (entry + "\n").encode())
+            else:
+                print(entry, file=sys.stderr, flush=True)
 
 
 def lines() -> list[str]:
-    """Everything kept so far (at most MAX_LINES)."""
+    """What was kept, oldest first (the last MAX_LINES lines)."""
     return list(_lines)
 
 
@@ -91,9 +94,11 @@ def quiet_stderr(source: str) -> Iterator[None]:
             saved = None
         else:
             os.dup2(tmp.fileno(), 2)
+        outer, _state["terminal_fd"] = _state["terminal_fd"], saved if _state["terminal_fd"] is None else _state["terminal_fd"]
         try:
             yield
         finally:
+            _state["terminal_fd"] = outer
             if saved is not None:
                 sys.stderr.flush()
                 os.dup2(saved, 2)

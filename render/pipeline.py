@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gvjax.audio import audio_duration, compute_features
+from gvjax.audio import audio_duration, compute_features, peak_gain
 from gvjax.checkpoint import Checkpoint
 from gvjax.errors import GvjaxError
 from gvjax.model import Generator
@@ -324,7 +324,10 @@ def render_video(
         bar.close()
         if done == 0:
             raise RenderInterrupted("interrupted before the first frame: nothing was written")
-        mux_audio(tmp_video, song, tmp_out, start=cfg.start, duration=done / cfg.fps, muxer=VIDEO_FORMATS[out.suffix.lower()])
+        mux_audio(
+            tmp_video, song, tmp_out, start=cfg.start, duration=done / cfg.fps, muxer=VIDEO_FORMATS[out.suffix.lower()],
+            gain=peak_gain(song, start=cfg.start, duration=done / cfg.fps),
+        )
         record = make_record(
             out, cfg, ckpt, song, model_spec=model_spec, model_digest=model_digest, demo=demo, frames=done, total_frames=n_frames,
             compilations=step.compilations, timeline_source=timeline_source, replay=replay,

@@ -123,13 +123,20 @@ class VideoWriter:
         return self.frames
 
 
-def mux_audio(video: pathlib.Path, audio: pathlib.Path, out: pathlib.Path, *, start: float, duration: float, muxer: str = "mp4") -> None:
-    """Write `out`: the video stream of `video` (copied) plus `audio` from `start` for `duration` s (AAC)."""
+def mux_audio(
+    video: pathlib.Path, audio: pathlib.Path, out: pathlib.Path, *, start: float, duration: float, muxer: str = "mp4", gain: float = 1.0
+) -> None:
+    """Write `out`: the video stream of `video` (copied) plus `audio` from `start` for `duration` s (AAC).
+
+    gain: applied to the audio first (`gvjax.audio.peak_gain` brings float files louder than
+    full scale within it; ffmpeg's AAC encoder fails or stalls on them otherwise).
+    """
+    volume = [] if gain == 1.0 else ["-af", f"volume={gain!r}"]
     cmd = [
         ffmpeg_exe(), "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
         "-i", str(video),
         "-ss", f"{start:.6f}", "-t", f"{duration:.6f}", "-i", str(audio),
-        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "192k",
+        "-map", "0:v:0", "-map", "1:a:0", *volume, "-c:v", "copy", "-c:a", "aac", "-b:a", "192k",
         "-shortest", *(["-movflags", "+faststart"] if muxer in ("mp4", "mov") else []), "-f", muxer, str(out),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, errors="replace")

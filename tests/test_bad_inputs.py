@@ -479,3 +479,15 @@ def test_sigterm_before_the_first_frame_leaves_nothing(world):
     assert proc.returncode == 130 and "interrupted" in err, err
     assert not (world / "imgs").exists()  # every image written so far, and the folder it made, removed
     assert [p.name for p in world.iterdir() if ".gvjax-tmp-" in p.name] == []
+
+
+@pytest.mark.slow
+def test_float_audio_far_beyond_full_scale_renders(world):
+    """A float wav peaking at 1e30 is analysed and muxed at full scale (no NaN, no stalled encoder)."""
+    from gvjax.render.video import probe_streams
+
+    float_wav(world / "loud.wav", tone(1.0) * np.float32(1e30))
+    r = run_cli("render", "loud.wav", "-o", "loud.mp4", "--model", "ckpt", "--fps", "4", "--quiet", cwd=world, timeout=300)
+    assert r.returncode == 0 and "Warning" not in r.stderr, r.stderr
+    info = probe_streams(world / "loud.mp4")
+    assert info["video_frames"] == 4 and info["audio_seconds"] == pytest.approx(1.0, abs=0.1)
