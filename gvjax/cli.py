@@ -28,7 +28,7 @@ app = typer.Typer(
     help="gvjax: audio-reactive music videos from StyleGAN2 models, in JAX.",
 )
 
-MODEL_HELP = "Model: a gvjax checkpoint directory, an NVIDIA .pkl or rosinality .pt file (converted in memory), or 'bundled'."
+MODEL_HELP = "Model: a gvjax checkpoint directory, an NVIDIA .pkl (PyTorch or TensorFlow) or rosinality .pt file (converted in memory), or 'bundled'."
 
 
 def _version_callback(value: bool):
@@ -152,6 +152,37 @@ def generate(
     typer.echo(f"wrote {len(seed_list)} image(s) to {outdir}")
 
 
+@app.command()
+def seeds(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    seed_list: str = typer.Option("0-63", "--seeds", help="Seeds to show, e.g. '0-63' or '1,5,9' (each in [0, 2**32))."),
+    out: pathlib.Path = typer.Option(..., "-o", "--out", help="The contact sheet (.png)."),
+    trunc: float = typer.Option(0.7, "--trunc", help="Truncation psi (0.7: as render's keyframes)."),
+    cols: int = typer.Option(8, min=1, max=64, help="Tiles per row."),
+    tile: Optional[int] = typer.Option(None, min=16, max=1024, help="Tile size in pixels (default: the model's, at least 128)."),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
+):
+    """A contact sheet of seeds, each tile captioned with its seed: pick --keyframe-seeds from it."""
+    from gvjax.generate import generate_images, parse_seeds
+    from gvjax.images import contact_sheet, to_uint8, write_png
+    from gvjax.outputs import OutputError, check_file_output
+
+    chosen = parse_seeds(seed_list)
+    if len(chosen) > 1024:
+        raise GvjaxError(f"a contact sheet shows at most 1024 seeds, got {len(chosen)}")
+    _finite("--trunc", trunc)
+    if out.suffix.lower() != ".png":
+        raise OutputError(f"-o {out.name}: the contact sheet must end in .png")
+    check_file_output(out, force=force, inputs=(("model", model),))
+    ckpt = load_model(model)
+    size = tile or max(ckpt.config.img_resolution, 128)
+    images = generate_images(ckpt.config, ckpt.variables, chosen, truncation_psi=trunc, class_idx=class_idx)
+    sheet = contact_sheet([(f"seed {s}", to_uint8(img)) for s, img in images], cols=min(cols, len(chosen)), tile=size)
+    write_png(out, sheet)
+    typer.echo(f"wrote {out} ({len(chosen)} seeds, {sheet.shape[1]}x{sheet.shape[0]}); render with --keyframe-seeds A,B,C,...")
+
+
 def _parse_size(text: Optional[str]):
     if text is None:
         return None
@@ -240,7 +271,7 @@ def _replay(record_file: pathlib.Path, allow_changed: bool):
 @app.command()
 def render(
     ctx: typer.Context,
-    song: Optional[pathlib.Path] = typer.Argument(None, help="The song: any audio file (wav, flac, ogg, mp3, ...). Omit with --demo or --from."),
+    song: Optional[pathlib.Path] = typer.Argument(None, help="The song: any audio file or video with sound (wav, flac, mp3, ogg, opus, m4a/aac, wma; the audio of mp4, mov, mkv, webm). Omit with --demo or --from."),
     out: Optional[pathlib.Path] = typer.Option(None, "-o", "--out", help="Output video (.mp4, .m4v, .mov or .mkv); OUT.json is written beside it."),
     model: str = typer.Option("bundled", help=MODEL_HELP),
     demo: bool = typer.Option(False, "--demo", help="Render the built-in synthesized demo track."),
@@ -326,6 +357,8 @@ def render(
         if song is not None and not song.is_file():
             raise GvjaxError(f"audio file not found: {song}" if not song.exists() else f"{song} is not a file")
         ckpt = load_model(model)
+        if model != "bundled" and pathlib.Path(model).exists():
+            model = str(pathlib.Path(model).absolute())  # the record replays from any folder
     else:
         check_file_output(out, force=force, inputs=inputs)
         check_record_output(record_path(out), key=RECORD_KEY, force=force, inputs=inputs)
@@ -347,11 +380,11 @@ def render(
 
 @app.command()
 def convert(
-    src: pathlib.Path = typer.Argument(..., help="NVIDIA network pickle (.pkl) or rosinality checkpoint (.pt)."),
+    src: pathlib.Path = typer.Argument(..., help="NVIDIA network pickle (.pkl, PyTorch or TensorFlow) or rosinality checkpoint (.pt)."),
     dst: pathlib.Path = typer.Argument(..., help="gvjax checkpoint directory to write."),
     force: bool = typer.Option(False, "--force", help="Replace an existing DST."),
 ):
-    """Convert an NVIDIA .pkl or rosinality .pt file into a gvjax checkpoint (G_ema, and G, D when present)."""
+    """Convert an NVIDIA .pkl (PyTorch or TensorFlow) or rosinality .pt file into a gvjax checkpoint (G_ema, and G, D when present)."""
     from gvjax.checkpoint import read_config
     from gvjax.convert import convert_checkpoint
     from gvjax.outputs import check_dir_output
@@ -388,6 +421,8 @@ def inspect(
         "z_dim", "w_dim", "c_dim", "mapping_layers", "architecture", "channel_base", "channel_max", "conv_clamp", "num_fp16_res")))
     typer.echo("channels:    " + " ".join(f"{r}:{c}" for r, c in info["channels"].items()))
     typer.echo("parameters:  " + "  ".join(f"{name} {n:,}" for name, n in info["parameters"].items()))
+    if info["provenance"].get("static_kwargs"):
+        typer.echo("tf kwargs:   " + json.dumps(info["provenance"]["static_kwargs"].get("Gs"), sort_keys=True))
 
 
 def _training_start(spec: str):
@@ -521,14 +556,14 @@ def _run(argv: list[str] | None) -> int:
         return e.exit_code
     except OSError as e:  # a full disk, a read-only folder, ... met outside a checked path
         typer.echo(f"error: {os_error_message(e)}", err=True)
-        return 1
+        return 2
     except MemoryError:
         typer.echo("error: out of memory (try a smaller --size, --batch or --res)", err=True)
-        return 1
+        return 2
     except Exception as e:
         if "RESOURCE_EXHAUSTED" in str(e):  # XLA's out-of-memory
             typer.echo("error: the device ran out of memory (try a smaller --batch or --size)", err=True)
-            return 1
+            return 2
         raise
     if code == 130:  # typer turns Ctrl-C (and SIGTERM, below) into exit code 130
         typer.echo("interrupted", err=True)

@@ -35,7 +35,7 @@ from gvjax.config import GeneratorConfig
 from gvjax.discriminator import DiscriminatorConfig, d_variable_shapes, init_d_variables
 from gvjax.errors import GvjaxError
 from gvjax.generate import z_for_seed
-from gvjax.images import to_uint8, write_png
+from gvjax.images import image_grid, to_uint8, write_png
 from gvjax.model import Generator, variable_shapes
 from gvjax.train.config import TrainConfig
 from gvjax.train.data import ImageDataset, Prefetcher, to_float
@@ -115,13 +115,6 @@ def truncate_log(run_dir: pathlib.Path, step: int) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     os.replace(tmp, path)
-
-
-def image_grid(images: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """uint8 `[N, H, W, C]` -> one `[rows*H, cols*W, C]` image (N = cols * rows)."""
-    cols, rows = grid
-    n, h, w, c = images.shape
-    return images[: cols * rows].reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
 def sample_fn(g_config: GeneratorConfig):
