@@ -300,6 +300,7 @@ def render(
     stem: list[str] = typer.Option([], help="FEATURE=FILE: compute FEATURE from a separate audio file (repeatable)."),
     dtype: str = typer.Option("float32", help="Compute dtype: float32 or bfloat16."),
     timeline: Optional[str] = typer.Option(None, help="Timeline TOML of sections and feature warps (or a preset: original, all-warps)."),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="Class of a conditional model (a timeline section's `class` overrides it)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
     """Render SONG into a video whose motion follows the music."""
@@ -345,7 +346,7 @@ def render(
             truncation_psi=trunc, start=start, duration=duration, size=_parse_size(size), scale=scale, batch=batch, crf=crf,
             preview=preview, noise_mode=noise_mode, drive=drive, base_speed=base_speed, speed_gain=speed_gain,
             laps=laps if laps is not None or laps_per_minute is not None else 1.0, laps_per_minute=laps_per_minute,
-            stems=tuple(stems), dtype=dtype, timeline=_timeline_path(timeline),
+            stems=tuple(stems), dtype=dtype, timeline=_timeline_path(timeline), class_idx=class_idx,
         )
         if cfg.timeline:
             timeline_source = read_timeline_source(cfg.timeline)

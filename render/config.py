@@ -44,6 +44,7 @@ class RenderConfig:
       features: audio analysis options.
       timeline: a timeline TOML (sections of travel and warps; a preset name from
         render/presets/ works too). It replaces the travel options above.
+      class_idx: the class of a conditional model (a timeline section's `class` overrides it).
     """
 
     fps: float = 30.0
@@ -71,6 +72,7 @@ class RenderConfig:
     dtype: str = "float32"
     features: FeatureConfig = FeatureConfig()
     timeline: str | None = None
+    class_idx: int | None = None
 
     def __post_init__(self):
         def bad(msg):
@@ -119,6 +121,8 @@ class RenderConfig:
         for name in ("base_speed", "speed_gain"):
             if not getattr(self, name) >= 0:
                 bad(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.class_idx is not None and self.class_idx < 0:
+            bad(f"--class must be >= 0, got {self.class_idx}")
         if self.preview_res is not None and self.preview_res < 4:
             bad(f"preview_res must be >= 4, got {self.preview_res}")
         object.__setattr__(self, "stems", tuple((str(k), str(v)) for k, v in dict(self.stems).items()))

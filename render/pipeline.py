@@ -19,6 +19,7 @@ import numpy as np
 from gvjax.audio import audio_duration, compute_features, peak_gain
 from gvjax.checkpoint import Checkpoint
 from gvjax.errors import GvjaxError
+from gvjax.generate import label_vector
 from gvjax.model import Generator
 from gvjax.outputs import VIDEO_FORMATS, check_file_output, check_record_output, check_video_output, new_sibling, remove, replace_into
 from gvjax.spline import keyframes_from_npy, keyframes_from_seeds
@@ -68,15 +69,24 @@ def variables_digest(variables: Any) -> str:
     return h.hexdigest()
 
 
-def section_keyframes(section: Section, ckpt: Checkpoint, keyframes_npy: str | None = None) -> np.ndarray:
-    """`[N, num_ws, w_dim]` keyframes of a section: from a `.npy`, or seeds through mapping + truncation."""
+def section_keyframes(section: Section, ckpt: Checkpoint, keyframes_npy: str | None = None, class_idx: int | None = None) -> np.ndarray:
+    """`[N, num_ws, w_dim]` keyframes of a section: from a `.npy`, or seeds through mapping + truncation.
+
+    A conditional model maps with the one-hot label of the section's class (else `class_idx`),
+    so sections of different classes cross-fade like any two sections.
+    """
     gcfg = ckpt.config
     if keyframes_npy:
         return keyframes_from_npy(keyframes_npy, num_ws=gcfg.num_ws, w_dim=gcfg.w_dim)
-    if gcfg.c_dim:
-        raise GvjaxError("conditional models are not supported by render yet")
+    chosen = section.class_idx if section.class_idx is not None else class_idx
+    if gcfg.c_dim == 0 and chosen is not None:
+        raise GvjaxError("--class (or a timeline's class) needs a conditional model; this one is unconditional")
+    try:
+        c = label_vector(gcfg, chosen)
+    except GvjaxError as e:
+        raise GvjaxError(str(e).replace("pass --class N", "pass --class N or set class = N in the timeline's sections")) from None
     gen = Generator(gcfg)
-    map_fn = jax.jit(lambda z: gen.apply(ckpt.variables, z, truncation_psi=section.truncation_psi, method="map"))
+    map_fn = jax.jit(lambda z: gen.apply(ckpt.variables, z, c, truncation_psi=section.truncation_psi, method="map"))
     return keyframes_from_seeds(section.keyframe_seeds(), map_fn, z_dim=gcfg.z_dim)
 
 
@@ -281,7 +291,7 @@ def render_video(
     batch = min(cfg.batch, n_frames)  # never more frames per step than the render has
     check_memory(ckpt.config, width, height, cfg.scale, batch)
     plan = plan_frames(timeline, features, fps=cfg.fps, start=cfg.start)
-    keyframes = [section_keyframes(sec, ckpt, None if cfg.timeline else cfg.keyframes_npy) for sec in timeline.sections]
+    keyframes = [section_keyframes(sec, ckpt, None if cfg.timeline else cfg.keyframes_npy, cfg.class_idx) for sec in timeline.sections]
     slots = timeline.slots
     spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots, cfg.scale)
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.dtype]

@@ -42,7 +42,7 @@ from gvjax.spline import advance_times
 from gvjax.warps import WARP_PARAMS, WarpSpec
 
 PRESETS = pathlib.Path(__file__).parent / "presets"
-SECTION_KEYS = {"start", "end", "seeds", "keyframes", "seed", "laps", "laps_per_minute", "drive", "base_speed", "speed_gain", "warp", "truncation_psi"}
+SECTION_KEYS = {"start", "end", "seeds", "keyframes", "seed", "laps", "laps_per_minute", "drive", "base_speed", "speed_gain", "warp", "truncation_psi", "class"}
 WARP_KEYS = {"type", "resolution", "feature", "gain", "offset", "smoothing", "boundary"}
 DRIVES = tuple(f for f in FEATURES if f != "chroma")
 
@@ -74,6 +74,7 @@ class Section:
     base_speed: float = 0.3
     speed_gain: float = 1.0
     warps: tuple[WarpUse, ...] = ()
+    class_idx: int | None = None  # the class of a conditional model (TOML key `class`)
 
     def keyframe_seeds(self) -> tuple[int, ...]:
         if self.seeds is not None:
@@ -189,6 +190,7 @@ def parse_timeline(data: dict[str, Any]) -> Timeline:
             base_speed=_number(t.get("base_speed", 0.3), where, "base_speed", nonneg=True),
             speed_gain=_number(t.get("speed_gain", 1.0), where, "speed_gain", nonneg=True),
             warps=warps,
+            class_idx=None if t.get("class") is None else _integer(t["class"], where, "class", low=0),
         ))
         if sections[-1].laps is not None and sections[-1].laps_per_minute is not None:
             raise GvjaxError(f"{where}: give laps or laps_per_minute, not both")

@@ -240,7 +240,13 @@ CASES = [
      write_file("ckpt/config.json", "{oops")),
     ("render --model unknown config key", ["render", "song.wav", "-o", "v.mp4", "--model", "ckpt"], "unknown generator config keys", 2,
      edit_config("ckpt", set_generator(colour="red"))),
-    ("render a conditional model", ["render", "song.wav", "-o", "v.mp4", "--model", "cond"], "conditional", 2, None),
+    ("render a conditional model without --class", ["render", "song.wav", "-o", "v.mp4", "--model", "cond"], "pass --class N", 2, None),
+    ("render --class out of range", ["render", "song.wav", "-o", "v.mp4", "--model", "cond", "--class", "9"], "out of range", 2, None),
+    ("render --class -1", ["render", "song.wav", "-o", "v.mp4", "--model", "cond", "--class", "-1"], "--class must be >= 0", 2, None),
+    ("render --class on an unconditional model", ["render", "song.wav", "-o", "v.mp4", "--model", "ckpt", "--class", "1"],
+     "needs a conditional model", 2, None),
+    ("render --timeline class a string", ["render", "song.wav", "-o", "v.mp4", "--model", "cond", "--timeline", "t.toml"], "class must be", 2,
+     write_file("t.toml", TIMELINE_OK + "class = 'cat'\n")),
     # ---- render --from
     ("render --from missing", ["render", "--from", "gone.json", "-o", "v.mp4"], "no such render record", 2, None),
     ("render --from foreign JSON", ["render", "--from", "other.json", "-o", "v.mp4"], "not a gvjax render record", 2, None),
@@ -491,3 +497,12 @@ def test_float_audio_far_beyond_full_scale_renders(world):
     assert r.returncode == 0 and "Warning" not in r.stderr, r.stderr
     info = probe_streams(world / "loud.mp4")
     assert info["video_frames"] == 4 and info["audio_seconds"] == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.slow
+def test_batch_far_above_the_frames_is_clamped(world):
+    """--batch 100000 for a 4-frame render: the step is built for 4 frames (no giant allocation)."""
+    r = run_cli("render", "song.wav", "-o", "b.mp4", "--model", "ckpt", "--fps", "2", "--batch", "100000", "--quiet", cwd=world, timeout=300)
+    assert r.returncode == 0, r.stderr
+    record = json.loads((world / "b.json").read_text())
+    assert record["frames"] == 4 and record["compilations"] == 1
