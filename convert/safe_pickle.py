@@ -22,8 +22,13 @@ What the replacements build:
 * numpy scalars (``numpy.core.multiarray.scalar`` / ``numpy._core.multiarray.scalar`` with a
   ``numpy.dtype``) -> numpy scalars of plain numeric dtypes only.
 
-Not allowed on purpose in torch files: ``numpy.ndarray`` / ``numpy.core.multiarray._reconstruct``
-(torch checkpoints do not need them), every ``torch.nn`` class (a whole pickled module),
+Admitted in a torch-format pickle only after it has named NVIDIA's persistence loader
+(``_reconstruct_persistent_obj``, `UNLOCKED_BY`): numpy arrays (``numpy.ndarray`` /
+``numpy.core.multiarray._reconstruct``, `NUMPY_ARRAY_GLOBALS`), decoded as for TensorFlow pickles
+below. StyleGAN3 modules keep small numeric arrays as attributes (sizes, sampling rates); a plain
+torch checkpoint never needs them, and one that asks for them is refused.
+
+Not allowed on purpose in torch files: every ``torch.nn`` class (a whole pickled module),
 TorchScript (``__torch__``) classes.
 
 TensorFlow network pickles (`TF_ALLOWED_GLOBALS`, nothing of torch) allow only:
@@ -457,13 +462,24 @@ def _build_allowed() -> dict[tuple[str, str], Any]:
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = _build_allowed()
 
+#: Plain numeric numpy arrays (`PickledArray`, decoded by `array_from_state`).
+NUMPY_ARRAY_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct_array,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct_array,
+    ("numpy", "ndarray"): NumpyNdarray,
+}
+
+#: {allowed global: the globals a pickle may name once it has named that one}. NVIDIA network
+#: pickles (their first global is the persistence loader) may hold numpy arrays in module state.
+UNLOCKED_BY: dict[tuple[str, str], dict[tuple[str, str], Any]] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): NUMPY_ARRAY_GLOBALS,
+}
+
 #: The only globals a TensorFlow network pickle may name (nothing of torch).
 TF_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("dnnlib.tflib.network", "Network"): TFNetwork,
     ("tfutil", "Network"): TFUtilNetwork,
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct_array,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct_array,
-    ("numpy", "ndarray"): NumpyNdarray,
+    **NUMPY_ARRAY_GLOBALS,
     **{key: ALLOWED_GLOBALS[key] for key in (
         ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
         ("_codecs", "encode"), ("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict"),
@@ -481,6 +497,8 @@ def refusal_message(module: str, name: str) -> str:
         )
     if module == "__torch__" or module.startswith("__torch__."):
         return f"refused to load '{full}': TorchScript archives are not supported"
+    if (module, name) in NUMPY_ARRAY_GLOBALS:
+        return f"refused to load '{full}': numpy arrays are read only inside NVIDIA network pickles"
     return f"refused to load '{full}': not an allowed global in a checkpoint"
 
 
@@ -490,6 +508,8 @@ class SafeUnpickler(pickle.Unpickler):
     persistent_load(pid) -> storage: resolves persistent ids (torch storages); None refuses all.
     load_from_bytes(b: bytes) -> storage: decodes ``torch.storage._load_from_bytes`` blobs;
     None refuses that global. allowed: `TF_ALLOWED_GLOBALS` for TensorFlow network pickles.
+    unlocks: `UNLOCKED_BY` by default; once this pickle has named one of its keys (an allowed
+    global), the globals it maps to are allowed too, for the rest of this pickle.
     """
 
     def __init__(
@@ -499,11 +519,13 @@ class SafeUnpickler(pickle.Unpickler):
         persistent_load: Callable[[Any], Any] | None = None,
         load_from_bytes: Callable[[bytes], Any] | None = None,
         allowed: dict[tuple[str, str], Any] = ALLOWED_GLOBALS,
+        unlocks: dict[tuple[str, str], dict[tuple[str, str], Any]] = UNLOCKED_BY,
     ):
         super().__init__(file)
         self._resolve_pid = persistent_load
         self._load_from_bytes = load_from_bytes
         self._allowed = allowed
+        self._unlocks = unlocks
 
     def find_class(self, module: str, name: str) -> Any:
         """Return the replacement for an allowed global, else raise UnsafePickleError."""
@@ -512,6 +534,8 @@ class SafeUnpickler(pickle.Unpickler):
             replacement = self._load_from_bytes
         if replacement is None:
             raise UnsafePickleError(refusal_message(module, name))
+        if (module, name) in self._unlocks:
+            self._allowed = {**self._allowed, **self._unlocks[(module, name)]}
         return replacement
 
     def persistent_load(self, pid: Any) -> Any:

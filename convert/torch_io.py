@@ -32,6 +32,7 @@ import numpy as np
 from gvjax.convert.safe_pickle import (
     CorruptCheckpointError,
     PersistentObject,
+    PickledArray,
     SafeUnpickler,
     StoragePlaceholder,
     TorchDtype,
@@ -133,8 +134,8 @@ def module_attributes(obj: PersistentObject) -> dict[str, dict]:
     """{submodule path ('' for the root): plain attributes} of an NVIDIA persistent module.
 
     Each entry holds the module's non-underscore attributes whose values are plain data (None,
-    bool, int, float, str, numpy scalars -> python, lists/tuples of those, dicts keeping their
-    plain entries), plus
+    bool, int, float, str, numpy scalars -> python, numeric numpy arrays -> nested lists,
+    lists/tuples of those, dicts keeping their plain entries), plus
     ``class_name``, ``init_args`` (list) and ``init_kwargs`` (dict; EasyDict is already dict).
     """
     out: dict[str, dict] = {}
@@ -190,6 +191,8 @@ def _plain(value: Any) -> Any:
     """value as plain python data (numpy scalars -> python), or _NOT_PLAIN."""
     if isinstance(value, np.generic):  # before float: numpy.float64 subclasses float
         return value.item() if value.dtype.kind in "biuf" else _NOT_PLAIN
+    if isinstance(value, PickledArray):  # numeric by construction; StyleGAN3's sizes are [w, h] arrays
+        return _NOT_PLAIN if value.array is None or value.array.dtype.kind not in "biuf" else value.array.tolist()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):

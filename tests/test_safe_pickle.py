@@ -433,3 +433,45 @@ def test_object_arrays_and_wrong_sizes_are_refused_in_tf_pickles():
     with pytest.raises(UnsafePickleError, match="only plain numpy.ndarray"):  # a subclass, e.g. numpy.matrix
         tf_unpickle(whole(op_global("numpy.core.multiarray", "_reconstruct") + b"(" + op_global("numpy", "dtype")
                           + op_literal((0,)) + op_literal(b"b") + b"tR"))
+
+
+# --- numpy arrays in torch-format pickles: only inside NVIDIA network pickles (StyleGAN3 module state) -----
+
+
+def nvidia_module_pickle(state: dict, protocol: int = 2) -> bytes:
+    """A plain pickle of `{'G_ema': _reconstruct_persistent_obj(meta)}`, as NVIDIA's snapshots start."""
+    meta = {"type": "class", "version": 6, "module_src": "# never run", "class_name": "SynthesisInput", "state": state}
+    obj = op_global("torch_utils.persistence", "_reconstruct_persistent_obj") + b"(" + pickle.dumps(meta, protocol=protocol)[2:-1] + b"tR"
+    return whole(b"}" + op_literal("G_ema") + obj + b"s")
+
+
+def test_numeric_arrays_decode_inside_nvidia_network_pickles(tmp_path):
+    from gvjax.convert.torch_io import module_attributes
+
+    path = tmp_path / "sg3.pkl"
+    for protocol in (2, 3):  # explicit memo indices (protocol 4's implicit ones do not survive splicing)
+        path.write_bytes(nvidia_module_pickle({"size": np.array([36, 36]), "rates": np.array([16.0, 32.0], ">f8"), "gain": np.float64(2.0)}, protocol))
+        attrs = module_attributes(load_torch_file(path)["G_ema"])[""]
+        assert attrs["size"] == [36, 36] and attrs["rates"] == [16.0, 32.0] and attrs["gain"] == 2.0
+
+
+def test_object_arrays_and_wrong_sizes_are_refused_inside_nvidia_network_pickles(tmp_path):
+    path = tmp_path / "sg3.pkl"
+    path.write_bytes(nvidia_module_pickle({"names": np.array([1, "x"], dtype=object)}))
+    with pytest.raises(UnsafePickleError, match=r"numpy.dtype\('O8'\)"):
+        load_torch_file(path)
+    path.write_bytes(nvidia_module_pickle({"size": WrongShape()}))
+    with pytest.raises(CorruptCheckpointError, match=r"shape \[5\] and dtype float32 needs 20 bytes, has 16"):
+        load_torch_file(path)
+
+
+def test_numpy_arrays_outside_nvidia_network_pickles_are_still_refused(tmp_path):
+    path = tmp_path / "state.pt"
+    path.write_bytes(pickle.dumps({"w": np.arange(4, dtype=np.float32)}, protocol=2))
+    with pytest.raises(UnsafePickleError, match=r"_reconstruct': numpy arrays are read only inside NVIDIA network pickles"):
+        load_torch_file(path)
+    # the persistence loader named after the array does not admit it retroactively
+    array_first = whole(b"(" + op_literal(np.arange(4, dtype=np.float32)) + op_global("torch_utils.persistence", "_reconstruct_persistent_obj") + b"l")
+    path.write_bytes(array_first)
+    with pytest.raises(UnsafePickleError, match="numpy arrays are read only inside NVIDIA network pickles"):
+        load_torch_file(path)
