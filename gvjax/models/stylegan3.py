@@ -1,0 +1,436 @@
+"""StyleGAN3 (configs T and R) generator in Flax: "Alias-Free Generative Adversarial Networks".
+
+Same conventions as the StyleGAN2 generator (`gvjax.model`): every module works on ONE example
+(`z [z_dim]`, `ws [num_ws, w_dim]`, `x [H, W, C]`), batched with `jax.vmap` from outside; weights are
+raw in NVIDIA's layout and names (`synthesis.L3_36_12.affine.weight` is
+`params['synthesis']['L3_36_12']['affine']['weight']`) and scaled at run time; `w_avg`, the input's
+`freqs` / `phases` / `transform` and each layer's `magnitude_ema` are in `buffers`. The mapping network
+is StyleGAN2's (`gvjax.model.MappingNetwork`), with StyleGAN3's defaults (2 layers).
+
+Synthesis is a sequence of *stages* (`stage_names`): the Fourier-feature `input`, then layers
+`L0 ... L{num_layers}`, the last of which is ToRGB. Stage i reads `ws[i]` (no sharing between layers).
+`run_layers` runs a range of stages on a carry (the feature map `[size, size, C]`), so synthesis can be
+cut anywhere. The `transform` of the input is an explicit `[3, 3]` argument per example.
+
+Everything a layer's shapes and filters depend on (cutoffs, stopbands, sampling rates, sizes, channels,
+up/down factors, filter taps and padding) is computed from `StyleGAN3Config` by `synthesis_layout`,
+as NVIDIA's `SynthesisNetwork` and `SynthesisLayer` constructors compute it; the lowpass filters are
+designed from it (`gvjax.ops.design_lowpass_filter`) as static arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gvjax import ops
+from gvjax.config import check_finite_fields, known_fields
+from gvjax.errors import GvjaxError
+from gvjax.model import NOISE_MODES, FullyConnected, MappingNetwork, _arranged_kernel, _normal, _precision
+
+FAMILY = "stylegan3"
+MAX_RESOLUTION = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleGAN3Config:
+    """Shapes and constants of a StyleGAN3 generator (NVIDIA's `networks_stylegan3` kwargs, flattened).
+
+    The defaults are NVIDIA's constructor defaults (config T). `train.py --cfg=stylegan3-r` sets
+    `conv_kernel=1, use_radial_filters=True` and doubles channel_base / channel_max.
+
+    Attributes:
+      z_dim, w_dim, c_dim, img_resolution, img_channels: as in `GeneratorConfig`.
+      mapping_layers, mapping_lr_multiplier, w_avg_beta: the mapping network (shared with StyleGAN2).
+      channel_base, channel_max: a layer of cutoff f_c has `rint(min(channel_base / 2 / f_c, channel_max))` channels.
+      num_layers: synthesis layers excluding the input and ToRGB (ToRGB is layer `num_layers`).
+      num_critical: critically sampled layers at the end.
+      first_cutoff, first_stopband: cutoff f_c and minimum stopband f_t of the first layer.
+      last_stopband_rel: minimum stopband of the last layers, relative to their cutoff (img_resolution / 2).
+      margin_size: extra pixels on each side of the feature maps outside the image.
+      output_scale: the image is ToRGB's output times this.
+      conv_kernel: modulated conv size (3 for T, 1 for R; ToRGB is always 1).
+      filter_size: lowpass taps per unit of the resampling factor.
+      lrelu_upsampling: the activation runs at this multiple of the higher sampling rate.
+      use_radial_filters: radially symmetric downsampling filters in the non-critical layers (R).
+      conv_clamp: clamp of every layer's output (None: none).
+      magnitude_ema_beta: decay of each layer's tracked input magnitude during training.
+      num_fp16_res: recorded from the source model; gvjax computes in float32 or bfloat16.
+    """
+
+    z_dim: int = 512
+    w_dim: int = 512
+    c_dim: int = 0
+    img_resolution: int = 1024
+    img_channels: int = 3
+    mapping_layers: int = 2
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float | None = 0.998
+    channel_base: int = 32768
+    channel_max: int = 512
+    num_layers: int = 14
+    num_critical: int = 2
+    first_cutoff: float = 2.0
+    first_stopband: float = 2**2.1
+    last_stopband_rel: float = 2**0.3
+    margin_size: int = 10
+    output_scale: float = 0.25
+    conv_kernel: int = 3
+    filter_size: int = 6
+    lrelu_upsampling: int = 2
+    use_radial_filters: bool = False
+    conv_clamp: float | None = 256.0
+    magnitude_ema_beta: float = 0.999
+    num_fp16_res: int = 4
+
+    def __post_init__(self):
+        what = "StyleGAN3 generator config"
+        check_finite_fields(self, what)
+        res = self.img_resolution
+        if res < 4 or res & (res - 1) or res > MAX_RESOLUTION:
+            raise GvjaxError(f"{what}: img_resolution must be a power of two from 4 to {MAX_RESOLUTION}, got {res}")
+        for name, low in (
+            ("z_dim", 1), ("w_dim", 1), ("c_dim", 0), ("img_channels", 1), ("mapping_layers", 1), ("channel_base", 1),
+            ("channel_max", 1), ("num_layers", 1), ("num_critical", 0), ("margin_size", 0), ("conv_kernel", 1),
+            ("filter_size", 1), ("lrelu_upsampling", 1), ("num_fp16_res", 0),
+        ):
+            if getattr(self, name) < low:
+                raise GvjaxError(f"{what}: {name} must be >= {low}, got {getattr(self, name)}")
+        if self.num_critical >= self.num_layers:
+            raise GvjaxError(f"{what}: num_critical must be < num_layers, got {self.num_critical} >= {self.num_layers}")
+        for name in ("mapping_lr_multiplier", "first_cutoff", "first_stopband", "last_stopband_rel"):
+            if not getattr(self, name) > 0:
+                raise GvjaxError(f"{what}: {name} must be > 0, got {getattr(self, name)}")
+        if self.conv_clamp is not None and not self.conv_clamp > 0:
+            raise GvjaxError(f"{what}: conv_clamp must be > 0 or null, got {self.conv_clamp}")
+        synthesis_layout(self)  # every layer's factors and sizes are whole numbers
+
+    @property
+    def num_ws(self) -> int:
+        """ws per example: the input, `num_layers` layers and ToRGB."""
+        return self.num_layers + 2
+
+    @property
+    def mapping_embed_features(self) -> int:
+        """Label embedding size of the mapping network (w_dim when conditional)."""
+        return self.w_dim if self.c_dim else 0
+
+    @property
+    def mapping_layer_features(self) -> int:
+        return self.w_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StyleGAN3Config":
+        return cls(**known_fields(cls, d, "StyleGAN3 generator config"))
+
+
+Config = StyleGAN3Config
+
+
+# --- the layer table ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """The Fourier-feature input: `channels` maps of `size x size`, `sampling_rate` pixels per unit, `bandwidth` (cycles per unit)."""
+
+    channels: int
+    size: int
+    sampling_rate: float
+    bandwidth: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """One synthesis layer, as NVIDIA's `SynthesisLayer` computes it (sizes square, rates in pixels per unit).
+
+    The layer maps `[in_size, in_size, in_channels]` to `[out_size, out_size, out_channels]`: a
+    `conv_kernel` modulated conv with padding `conv_kernel - 1`, then `filtered_lrelu` at
+    `tmp_sampling_rate` (`up_factor` x the input rate, `down_factor` x the output rate), with filters
+    of `up_taps` / `down_taps` taps (1: none) and `padding = (x0, x1, y0, y1)` on the upsampled signal.
+    """
+
+    name: str
+    is_torgb: bool
+    is_critically_sampled: bool
+    use_fp16: bool
+    in_channels: int
+    out_channels: int
+    in_size: int
+    out_size: int
+    in_sampling_rate: int
+    out_sampling_rate: int
+    tmp_sampling_rate: int
+    in_cutoff: float
+    out_cutoff: float
+    in_half_width: float
+    out_half_width: float
+    conv_kernel: int
+    up_factor: int
+    up_taps: int
+    down_factor: int
+    down_taps: int
+    down_radial: bool
+    padding: tuple[int, int, int, int]
+
+
+def _factor(tmp: int, rate: int, what: str) -> int:
+    """`tmp / rate` as a whole number, else a GvjaxError."""
+    factor = int(np.rint(tmp / rate))
+    if factor < 1 or rate * factor != tmp:
+        raise GvjaxError(f"StyleGAN3 generator config: {what} sampling rate {rate} does not divide {tmp}")
+    return factor
+
+
+@functools.lru_cache(maxsize=64)
+def synthesis_layout(cfg: StyleGAN3Config) -> tuple[InputSpec, tuple[LayerSpec, ...]]:
+    """The input and every layer of `cfg`'s synthesis network, in execution order (float64 math, as NVIDIA's).
+
+    Cutoffs f_c and minimum stopbands f_t grow geometrically from the first layer's to
+    `img_resolution / 2` (and `* last_stopband_rel`) over `num_layers - num_critical` layers; the
+    sampling rate is `2**ceil(log2(min(2 f_t, img_resolution)))`, the transition half-width
+    `max(f_t, s / 2) - f_c`, the size `s + 2 * margin_size` (the last two: `img_resolution`).
+    """
+    n, res = cfg.num_layers, cfg.img_resolution
+    last_cutoff = res / 2
+    last_stopband = last_cutoff * cfg.last_stopband_rel
+    exponents = np.minimum(np.arange(n + 1) / (n - cfg.num_critical), 1)
+    cutoffs = cfg.first_cutoff * (last_cutoff / cfg.first_cutoff) ** exponents
+    stopbands = cfg.first_stopband * (last_stopband / cfg.first_stopband) ** exponents
+    rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, res))))
+    half_widths = np.maximum(stopbands, rates / 2) - cutoffs
+    sizes = rates + cfg.margin_size * 2
+    sizes[-2:] = res
+    channels = np.rint(np.minimum((cfg.channel_base / 2) / cutoffs, cfg.channel_max))
+    channels[-1] = cfg.img_channels
+    if channels.min() < 1:
+        raise GvjaxError(f"StyleGAN3 generator config: channel_base {cfg.channel_base} gives a layer without channels")
+    layers = []
+    for i in range(n + 1):
+        prev = max(i - 1, 0)
+        torgb = i == n
+        in_rate, out_rate = int(rates[prev]), int(rates[i])
+        tmp = max(in_rate, out_rate) * (1 if torgb else cfg.lrelu_upsampling)
+        kernel = 1 if torgb else cfg.conv_kernel
+        up, down = _factor(tmp, in_rate, "input"), _factor(tmp, out_rate, "output")
+        up_taps = cfg.filter_size * up if up > 1 and not torgb else 1
+        down_taps = cfg.filter_size * down if down > 1 and not torgb else 1
+        in_size, out_size = int(sizes[prev]), int(sizes[i])
+        pad_total = (out_size - 1) * down + 1 - (in_size + kernel - 1) * up + up_taps + down_taps - 2
+        pad_lo = (pad_total + up) // 2  # sample locations shifted as in the paper's appendix C.3
+        pad_hi = pad_total - pad_lo
+        layers.append(LayerSpec(
+            name=f"L{i}_{out_size}_{int(channels[i])}",
+            is_torgb=torgb,
+            is_critically_sampled=i >= n - cfg.num_critical,
+            use_fp16=bool(rates[i] * 2**cfg.num_fp16_res > res),
+            in_channels=int(channels[prev]), out_channels=int(channels[i]),
+            in_size=in_size, out_size=out_size,
+            in_sampling_rate=in_rate, out_sampling_rate=out_rate, tmp_sampling_rate=tmp,
+            in_cutoff=float(cutoffs[prev]), out_cutoff=float(cutoffs[i]),
+            in_half_width=float(half_widths[prev]), out_half_width=float(half_widths[i]),
+            conv_kernel=kernel, up_factor=up, up_taps=up_taps, down_factor=down, down_taps=down_taps,
+            down_radial=cfg.use_radial_filters and not i >= n - cfg.num_critical,
+            padding=(pad_lo, pad_hi, pad_lo, pad_hi),
+        ))
+    spec = InputSpec(int(channels[0]), int(sizes[0]), float(rates[0]), float(cutoffs[0]))
+    return spec, tuple(layers)
+
+
+@functools.lru_cache(maxsize=1024)
+def layer_filters(spec: LayerSpec) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(up_filter, down_filter) of a layer: static float32 taps, `[T]` or (radial down) `[T, T]`, or None."""
+    fu = ops.design_lowpass_filter(spec.up_taps, spec.in_cutoff, 2 * spec.in_half_width, spec.tmp_sampling_rate)
+    fd = ops.design_lowpass_filter(
+        spec.down_taps, spec.out_cutoff, 2 * spec.out_half_width, spec.tmp_sampling_rate, radial=spec.down_radial
+    )
+    return fu, fd
+
+
+def stage_names(config: StyleGAN3Config) -> tuple[str, ...]:
+    """Synthesis stages in execution order: 'input', then the layer names (`L0_36_512`, ..., ToRGB last)."""
+    return ("input",) + tuple(spec.name for spec in synthesis_layout(config)[1])
+
+
+# --- modules -------------------------------------------------------------------------------------
+
+
+class InputAffine(nn.Module):
+    """`w [w_dim] -> (r_c, r_s, t_x, t_y) [4]`, starting at the identity transform (weight 0, bias [1, 0, 0, 0])."""
+
+    w_dim: int
+
+    @nn.compact
+    def __call__(self, w):
+        weight = self.param("weight", lambda key: jnp.zeros((4, self.w_dim), jnp.float32))
+        bias = self.param("bias", lambda key: jnp.asarray([1.0, 0.0, 0.0, 0.0], jnp.float32))
+        return ops.fully_connected(w.astype(jnp.float32), weight, bias, weight_gain=1.0 / math.sqrt(self.w_dim))
+
+
+class SynthesisInput(nn.Module):
+    """w [w_dim] (and a `[3, 3]` transform) -> Fourier features `[size, size, channels]`, mixed by a learned matrix."""
+
+    spec: InputSpec
+    w_dim: int
+    dtype: Any = jnp.float32
+
+    def _frequencies(self) -> jnp.ndarray:
+        """NVIDIA's init: directions uniform, radii shaped to fill the disc of radius `bandwidth`."""
+        freqs = jax.random.normal(self.make_rng("params"), (self.spec.channels, 2), jnp.float32)
+        radii = jnp.sqrt(jnp.sum(jnp.square(freqs), axis=1, keepdims=True))
+        return freqs / (radii * jnp.exp(jnp.square(radii)) ** 0.25) * self.spec.bandwidth
+
+    @nn.compact
+    def __call__(self, w, transform=None):
+        """`w [w_dim]`, `transform [3, 3]` (None: the `transform` buffer, the identity) -> `[size, size, C]`."""
+        s = self.spec
+        weight = self.param("weight", _normal((s.channels, s.channels)))
+        t = InputAffine(self.w_dim, name="affine")(w)
+        stored = self.variable("buffers", "transform", lambda: jnp.eye(3, dtype=jnp.float32)).value
+        freqs = self.variable("buffers", "freqs", self._frequencies).value
+        phases = self.variable(
+            "buffers", "phases", lambda: jax.random.uniform(self.make_rng("params"), (s.channels,), jnp.float32) - 0.5
+        ).value
+        matrix = ops.learned_transform(t, stored if transform is None else transform)
+        x = ops.fourier_features(freqs, phases, matrix, size=s.size, sampling_rate=s.sampling_rate, bandwidth=s.bandwidth)
+        mix = jnp.transpose(weight) * (1.0 / math.sqrt(s.channels))
+        return jnp.matmul(x, mix, precision=lax.Precision.HIGHEST).astype(self.dtype)
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated conv, then the filtered leaky ReLU: `[in_size, in_size, C_in] -> [out_size, out_size, C_out]`.
+
+    Not ToRGB: the weight is normalised per output channel and the styles to unit mean square,
+    then modulated and demodulated. ToRGB: styles times `1 / sqrt(C_in)`, no demodulation, a linear
+    activation. Both scale the conv output by `input_gain = rsqrt(magnitude_ema)`.
+    """
+
+    spec: LayerSpec
+    w_dim: int
+    conv_clamp: float | None = 256.0
+    modconv: str = "grouped"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, w):
+        """`x [in_size, in_size, C_in]`, `w [w_dim]`."""
+        s, k = self.spec, self.spec.conv_kernel
+        styles = FullyConnected(self.w_dim, s.in_channels, bias_init=1.0, name="affine")(w)
+        weight = self.param("weight", _normal((s.out_channels, s.in_channels, k, k)))
+        bias = self.param("bias", lambda key: jnp.zeros((s.out_channels,), jnp.float32))
+        magnitude_ema = self.variable("buffers", "magnitude_ema", lambda: jnp.ones((), jnp.float32)).value
+        if s.is_torgb:
+            styles = styles * (1.0 / math.sqrt(s.in_channels * k * k))
+        else:
+            weight = weight * lax.rsqrt(jnp.mean(jnp.square(weight), axis=(1, 2, 3), keepdims=True))
+            styles = styles * lax.rsqrt(jnp.mean(jnp.square(styles)))
+        x = ops.modulated_conv2d(
+            x.astype(self.dtype), weight, styles, padding=k - 1, demodulate=not s.is_torgb, form=self.modconv,
+            kernel=_arranged_kernel(self, weight), precision=_precision(self.dtype),
+        )
+        x = x * lax.rsqrt(magnitude_ema).astype(x.dtype)
+        fu, fd = layer_filters(s)
+        return ops.filtered_lrelu(
+            x, fu, fd, bias, up=s.up_factor, down=s.down_factor, padding=s.padding,
+            gain=1.0 if s.is_torgb else ops.ACTIVATION_GAINS["lrelu"], slope=1.0 if s.is_torgb else 0.2,
+            clamp=self.conv_clamp,
+        )
+
+
+class SynthesisNetwork(nn.Module):
+    """ws `[num_ws, w_dim]` -> image `[R, R, img_channels]`; runs in pieces with `run_layers`."""
+
+    config: StyleGAN3Config
+    modconv: str = "grouped"
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        cfg = self.config
+        input_spec, layers = synthesis_layout(cfg)
+        self.input = SynthesisInput(input_spec, cfg.w_dim, dtype=self.dtype)
+        for spec in layers:
+            layer = SynthesisLayer(spec, cfg.w_dim, conv_clamp=cfg.conv_clamp, modconv=self.modconv, dtype=self.dtype)
+            setattr(self, spec.name, layer)
+
+    def run_layers(self, ws, carry=None, *, start: int = 0, stop: int | None = None, transform=None):
+        """Run stages `start <= i < stop` of `stage_names(config)` and return the carry.
+
+        Stage 0 (the input) starts from nothing (`carry` must be None) and reads `transform`
+        (`[3, 3]`; None: the stored one), which later stages ignore; stage i reads `ws[i]`. The carry
+        is stage `stop - 1`'s output `[size, size, C]`; after the last stage (ToRGB) it is the image,
+        `output_scale` times ToRGB's output, float32. `run_layers(ws, run_layers(ws, stop=i), start=i)`
+        equals `run_layers(ws)`.
+        """
+        names = stage_names(self.config)
+        stop = len(names) if stop is None else stop
+        if not 0 <= start <= stop <= len(names):
+            raise ValueError(f"stages [{start}, {stop}) are not within the {len(names)} stages")
+        if (carry is None) != (start == 0):
+            raise ValueError("the input stage (0) starts from no carry; a later start needs one")
+        x = carry
+        for i in range(start, stop):
+            x = self.input(ws[0], transform) if i == 0 else getattr(self, names[i])(x, ws[i])
+        if stop == len(names) and start < stop:
+            x = x.astype(jnp.float32) * self.config.output_scale
+        return x
+
+    def __call__(self, ws, *, transform=None):
+        """`ws [num_ws, w_dim]`, `transform [3, 3]` or None -> image `[R, R, img_channels]` float32."""
+        return self.run_layers(ws, transform=transform)
+
+
+class Generator(nn.Module):
+    """Mapping + synthesis. `dtype` is the synthesis compute dtype (params stay float32); `modconv`
+    picks the modulated-conv form ('grouped' or 'shared', see `gvjax.ops.modulated_conv2d`)."""
+
+    config: StyleGAN3Config
+    modconv: str = "grouped"
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        self.mapping = MappingNetwork(self.config)
+        self.synthesis = SynthesisNetwork(self.config, modconv=self.modconv, dtype=self.dtype)
+
+    def map(self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None):
+        """`z [z_dim]`, `c [c_dim]` -> `ws [num_ws, w_dim]`; truncation on `ws[:cutoff]` (all when None)."""
+        return self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+
+    def synthesize(self, ws, *, transform=None, noise_mode="const", noise_key=None):
+        """`ws [num_ws, w_dim]`, `transform [3, 3]` -> image `[R, R, C]`. StyleGAN3 has no noise:
+        `noise_mode` is checked and ignored (as NVIDIA's), `noise_key` unused."""
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"unknown noise_mode {noise_mode!r}; expected one of {NOISE_MODES}")
+        return self.synthesis(ws, transform=transform)
+
+    def run_layers(self, ws, carry=None, **kwargs):
+        """See `SynthesisNetwork.run_layers`."""
+        return self.synthesis.run_layers(ws, carry, **kwargs)
+
+    def __call__(self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None, transform=None, noise_mode="const", noise_key=None):
+        """`z [z_dim]`, `c [c_dim]` -> image `[R, R, C]`."""
+        ws = self.map(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesize(ws, transform=transform, noise_mode=noise_mode)
+
+
+def init_variables(config: StyleGAN3Config, key: jax.Array) -> dict:
+    """Randomly initialised variables `{'params': ..., 'buffers': ...}` (NVIDIA's init distributions)."""
+    gen = Generator(config)
+    z = jnp.zeros((config.z_dim,), jnp.float32)
+    c = jnp.zeros((config.c_dim,), jnp.float32) if config.c_dim else None
+    return jax.jit(lambda k: gen.init(k, z, c))(key)
+
+
+def variable_shapes(config: StyleGAN3Config) -> dict:
+    """The tree of `jax.ShapeDtypeStruct` a generator of `config` has, without computing anything."""
+    return jax.eval_shape(lambda: init_variables(config, jax.random.key(0)))

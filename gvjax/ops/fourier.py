@@ -1,0 +1,77 @@
+"""StyleGAN3's Fourier-feature input: the transform of its frequencies and the features themselves.
+
+One example at a time. Coordinates follow NVIDIA's `SynthesisInput`: x along the width first,
+frequencies in cycles per unit length, the image spanning `size / sampling_rate` units. A transform
+is a `[3, 3]` affine matrix acting on row vectors of frequencies; NVIDIA stores the *inverse* of the
+transform wanted for the image (`gen_images.py`: `inv(make_transform(translate, angle))`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+HIGHEST = lax.Precision.HIGHEST
+
+
+def make_transform(translate: Sequence[float] = (0.0, 0.0), angle: float = 0.0) -> np.ndarray:
+    """`gen_images.py`'s `make_transform`: `[[cos, sin, tx], [-sin, cos, ty], [0, 0, 1]]`, angle in degrees.
+
+    The synthesis input takes its inverse (`np.linalg.inv(make_transform(...))`).
+    """
+    s, c = math.sin(math.radians(angle)), math.cos(math.radians(angle))
+    return np.array([[c, s, translate[0]], [-s, c, translate[1]], [0.0, 0.0, 1.0]], np.float64)
+
+
+def learned_transform(t: jnp.ndarray, transform: jnp.ndarray) -> jnp.ndarray:
+    """`m_r @ m_t @ transform`: the affine's rotation and translation, then the user's transform.
+
+    Args:
+      t: `[4]` raw affine output `(r_c, r_s, t_x, t_y)`; normalised so that `|(r_c, r_s)| = 1`.
+      transform: `[3, 3]` the user-specified inverse transform (the identity by default).
+
+    Returns:
+      `[3, 3]` float32.
+    """
+    t = t.astype(jnp.float32)
+    t = t / jnp.sqrt(jnp.sum(jnp.square(t[:2])))
+    c, s, tx, ty = t[0], t[1], t[2], t[3]
+    zero, one = jnp.zeros((), jnp.float32), jnp.ones((), jnp.float32)
+    m_r = jnp.stack([jnp.stack([c, -s, zero]), jnp.stack([s, c, zero]), jnp.stack([zero, zero, one])])
+    m_t = jnp.stack([jnp.stack([one, zero, -tx]), jnp.stack([zero, one, -ty]), jnp.stack([zero, zero, one])])
+    return jnp.matmul(jnp.matmul(m_r, m_t, precision=HIGHEST), transform.astype(jnp.float32), precision=HIGHEST)
+
+
+def fourier_features(
+    freqs: jnp.ndarray,
+    phases: jnp.ndarray,
+    transform: jnp.ndarray,
+    *,
+    size: int,
+    sampling_rate: float,
+    bandwidth: float,
+) -> jnp.ndarray:
+    """`sin(2 pi (grid . f + phase)) * amplitude` on a `size x size` grid: `[size, size, C]` float32.
+
+    Args:
+      freqs: `[C, 2]` frequencies (x, y), cycles per unit, inside the disc of radius `bandwidth`.
+      phases: `[C]` phases, in cycles.
+      transform: `[3, 3]` from `learned_transform`; frequencies become `freqs @ T[:2, :2]`, phases
+        gain `freqs @ T[:2, 2]`.
+      size: grid side in pixels; pixel `j` sits at `(j + 0.5 - size / 2) / sampling_rate`.
+      sampling_rate: pixels per unit.
+      bandwidth: frequencies beyond it are damped linearly to 0 at `sampling_rate / 2`.
+    """
+    freqs, phases = freqs.astype(jnp.float32), phases.astype(jnp.float32)
+    phases = phases + jnp.matmul(freqs, transform[:2, 2], precision=HIGHEST)
+    freqs = jnp.matmul(freqs, transform[:2, :2], precision=HIGHEST)
+    norm = jnp.sqrt(jnp.sum(jnp.square(freqs), axis=1))
+    amplitudes = jnp.clip(1 - (norm - bandwidth) / (sampling_rate / 2 - bandwidth), 0, 1)
+    grid = jnp.asarray((np.arange(size) + 0.5 - size / 2) / sampling_rate, jnp.float32)
+    x = grid[None, :, None] * freqs[None, None, :, 0] + grid[:, None, None] * freqs[None, None, :, 1]
+    x = jnp.sin((x + phases[None, None, :]) * (2 * np.pi))
+    return x * amplitudes[None, None, :]
