@@ -9,7 +9,10 @@ A source is a file people have:
   tuple `(G, D, Gs)` of `dnnlib.tflib.network.Network`s; `Gs` plays G_ema (see `convert.tensorflow`);
 * 'rosinality-pt': a rosinality/stylegan2-pytorch `torch.save` file: `g_ema` and `latent_avg`
   (convert_weight.py), or a training checkpoint with `g`, `d`, `g_ema`, optimiser states and
-  `args`, without `latent_avg`.
+  `args`, without `latent_avg`;
+* 'nvidia-sg3-pkl': a stylegan3-repo network pickle whose `G_ema` (and `G`) are StyleGAN3-T/R
+  generators (`training.networks_stylegan3.Generator`, see `convert.stylegan3`); its config is a
+  `gvjax.models.stylegan3.StyleGAN3Config`, its `D` the StyleGAN2 discriminator, kept raw as above.
 
 `SOURCE_FORMATS` is the one table of (name, detect, read) that `load_source` dispatches through.
 `G_ema` (and `G`) become gvjax generator variables; `D` is kept as its raw state
@@ -31,10 +34,11 @@ import numpy as np
 
 from gvjax.checkpoint import Checkpoint, check_shapes, is_checkpoint, load_checkpoint, read_config, save_checkpoint
 from gvjax.config import GeneratorConfig
-from gvjax.convert import nvidia, rosinality, tensorflow
+from gvjax.convert import nvidia, rosinality, stylegan3, tensorflow
 from gvjax.convert.safe_pickle import PersistentObject, PickledNamespace
 from gvjax.convert.torch_io import load_torch_file, module_attributes, module_buffer_names, module_state_dict
 from gvjax.errors import GvjaxError
+from gvjax.models.stylegan3 import StyleGAN3Config
 
 #: rosinality checkpoints without `latent_avg`: w_avg is the mean of this many mapped z (as its mean_latent)
 W_AVG_SAMPLES = 4096
@@ -115,8 +119,11 @@ def load_source(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(config, networks, provenance, extra)
 
 
-def _expected_shapes(config: GeneratorConfig) -> dict:
-    from gvjax.model import variable_shapes
+def _expected_shapes(config: GeneratorConfig | StyleGAN3Config) -> dict:
+    if isinstance(config, StyleGAN3Config):
+        from gvjax.models.stylegan3 import variable_shapes
+    else:
+        from gvjax.model import variable_shapes
 
     return variable_shapes(config)
 
@@ -163,12 +170,16 @@ def _raw_network(obj: Any, name: str) -> tuple[dict, dict[str, Any]]:
     return variables, info
 
 
-def _from_nvidia(obj: dict) -> tuple[GeneratorConfig, dict, dict, dict]:
-    """(config, networks, provenance, extra) of an NVIDIA network pickle's dict."""
-    config, g_ema, info = _generator(obj["G_ema"], "G_ema")
+def _from_nvidia(obj: dict, generator: Callable[[Any, str], tuple] = _generator) -> tuple[GeneratorConfig, dict, dict, dict]:
+    """(config, networks, provenance, extra) of an NVIDIA network pickle's dict.
+
+    generator(module, name) -> (config, variables, info) reads G_ema and G: `_generator` for
+    StyleGAN2, `stylegan3.read_generator` for StyleGAN3.
+    """
+    config, g_ema, info = generator(obj["G_ema"], "G_ema")
     networks = {"G_ema": g_ema}
     if obj.get("G") is not None:
-        g_config, networks["G"], _ = _generator(obj["G"], "G")
+        g_config, networks["G"], _ = generator(obj["G"], "G")
         if g_config != config:
             raise UnsupportedCheckpointError("G and G_ema have different configs")
     extra: dict[str, Any] = {}
@@ -334,6 +345,7 @@ def _from_rosinality(obj: dict) -> tuple[GeneratorConfig, dict, dict, dict]:
 
 
 SOURCE_FORMATS: tuple[SourceFormat, ...] = (
+    SourceFormat(stylegan3.FORMAT, stylegan3.is_stylegan3_pickle, lambda obj: _from_nvidia(obj, stylegan3.read_generator)),
     SourceFormat("nvidia-pkl", lambda obj: isinstance(obj, dict) and isinstance(obj.get("G_ema"), PersistentObject), _from_nvidia),
     SourceFormat(tensorflow.FORMAT, tensorflow.is_tf_networks, _from_tensorflow),
     SourceFormat("rosinality-pt", lambda obj: isinstance(obj, dict) and isinstance(obj.get("g_ema"), dict), _from_rosinality),
