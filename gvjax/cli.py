@@ -7,6 +7,7 @@ cause are printed as one line on stderr with exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import sys
 from typing import Optional
@@ -202,6 +203,11 @@ def _timeline_path(spec: Optional[str]) -> Optional[str]:
     return str(path.absolute()) if path.exists() else spec
 
 
+#: what `render --demo` plays unless told otherwise: travel that follows the loudness, then the
+#: warps (slit-scan on the onsets, strips on the drums), upscaled to at least this many pixels
+DEMO_TIMELINE = "original"
+DEMO_SIDE = 256
+
 #: render options that only steer this run (not what is rendered): allowed together with --from
 REPLAY_OPTIONS = {"from_record", "out", "force", "quiet", "allow_changed"}
 
@@ -268,13 +274,95 @@ def _replay(record_file: pathlib.Path, allow_changed: bool):
     return cfg, spec, ckpt, song, timeline, replay
 
 
+def _render(cfg, ckpt, song, out, *, model_spec, progress, force, inputs, timeline_source=None, replay=None):
+    """render_video with the demo track synthesized in a temporary folder when `song` is None."""
+    import tempfile
+
+    from gvjax.render.pipeline import render_video
+
+    with tempfile.TemporaryDirectory(prefix="gvjax-demo-") as tmp:
+        demo = song is None
+        if demo:
+            from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
+
+            song = write_wav(pathlib.Path(tmp) / "demo.wav", synth_demo_track(), DEMO_SR)
+        return render_video(
+            cfg, ckpt, song, out, model_spec=model_spec, progress=progress, demo=demo, force=force,
+            inputs=tuple(inputs), timeline_source=timeline_source, replay=replay,
+        )
+
+
+def render_song(
+    song: str | pathlib.Path | None,
+    out: str | pathlib.Path,
+    *,
+    model: str = "bundled",
+    timeline: str | None = None,
+    demo: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    **options,
+):
+    """Render `song` to the video `out` (and `out`.json): the one-call API behind `gvjax render`.
+
+    Args:
+      song: an audio (or video) file; None with `demo=True` for the built-in demo track.
+      out: the video (.mp4, .m4v, .mov, .mkv); replaced only with `force`.
+      model: a gvjax checkpoint directory, an NVIDIA / rosinality file, or 'bundled'.
+      timeline: a timeline TOML path or a preset name ('original', 'all-warps'); the demo
+        plays 'original' unless told otherwise.
+      options: any `gvjax.render.config.RenderConfig` field (fps, seed, keyframe_seeds,
+        truncation_psi, duration, size=(w, h), scale, batch, class_idx, ...). `scale` left out
+        (or None) means 1, or for the demo a 256-pixel side.
+    Returns: a `gvjax.render.pipeline.RenderResult` (video, record, frames, seconds, ...).
+    Raises: GvjaxError (one line) for anything wrong with the inputs, before any compute.
+
+        import gvjax
+        result = gvjax.render_song("song.mp3", "video.mp4", timeline="original", fps=24, seed=3)
+    """
+    from gvjax.outputs import check_file_output, check_record_output, check_video_output
+    from gvjax.render.config import RenderConfig
+    from gvjax.render.pipeline import RECORD_KEY, record_path
+    from gvjax.render.timeline import parse_timeline_text, read_timeline_source
+
+    out = check_video_output(out)
+    song = None if song is None else pathlib.Path(song)
+    if demo == (song is not None):
+        raise GvjaxError("give either a SONG or --demo")
+    fields = {f.name for f in dataclasses.fields(RenderConfig)} - {"timeline"}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise GvjaxError(f"unknown render option(s): {', '.join(unknown)}")
+    scale = options.pop("scale", None)
+    if options.get("laps") is None and options.get("laps_per_minute") is None:
+        options["laps"] = 1.0
+    cfg = RenderConfig(**options, scale=1 if scale is None else scale, timeline=_timeline_path(timeline or (DEMO_TIMELINE if demo else None)))
+    inputs = []
+    timeline_source = None
+    if cfg.timeline:
+        timeline_source = read_timeline_source(cfg.timeline)
+        parse_timeline_text(*timeline_source)  # a bad timeline fails before the model loads
+        inputs.append(("timeline", cfg.timeline if pathlib.Path(cfg.timeline).is_file() else None))
+    inputs.append(("model", model if model != "bundled" and pathlib.Path(model).exists() else None))
+    check_file_output(out, force=force, inputs=[*inputs, ("song", song), *(("stem", p) for _, p in cfg.stems)])
+    check_record_output(record_path(out), key=RECORD_KEY, force=force, inputs=[*inputs, ("song", song)])
+    if song is not None and not song.is_file():
+        raise GvjaxError(f"audio file not found: {song}" if not song.exists() else f"{song} is not a file")
+    ckpt = load_model(model)
+    if model != "bundled" and pathlib.Path(model).exists():
+        model = str(pathlib.Path(model).absolute())  # the record replays from any folder
+    if demo and cfg.size is None and scale is None:
+        cfg = dataclasses.replace(cfg, scale=max(1, DEMO_SIDE // ckpt.config.img_resolution))  # a size worth watching
+    return _render(cfg, ckpt, song, out, model_spec=model, progress=progress, force=force, inputs=inputs, timeline_source=timeline_source)
+
+
 @app.command()
 def render(
     ctx: typer.Context,
     song: Optional[pathlib.Path] = typer.Argument(None, help="The song: any audio file or video with sound (wav, flac, mp3, ogg, opus, m4a/aac, wma; the audio of mp4, mov, mkv, webm). Omit with --demo or --from."),
     out: Optional[pathlib.Path] = typer.Option(None, "-o", "--out", help="Output video (.mp4, .m4v, .mov or .mkv); OUT.json is written beside it."),
     model: str = typer.Option("bundled", help=MODEL_HELP),
-    demo: bool = typer.Option(False, "--demo", help="Render the built-in synthesized demo track."),
+    demo: bool = typer.Option(False, "--demo", help="Render the built-in demo track (12 s): travel, then warps (the 'original' timeline), at 256x256 or more."),
     from_record: Optional[pathlib.Path] = typer.Option(None, "--from", help="Render again from an OUT.json record (needs -o; other options are refused)."),
     allow_changed: bool = typer.Option(False, "--allow-changed", help="With --from: render even if the song, model or timeline changed (recorded)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT and its OUT.json record."),
@@ -304,17 +392,12 @@ def render(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
     """Render SONG into a video whose motion follows the music."""
-    import tempfile
-
     from gvjax.outputs import check_file_output, check_record_output, check_video_output
-    from gvjax.render.config import RenderConfig
-    from gvjax.render.pipeline import RECORD_KEY, record_path, render_video
-    from gvjax.render.timeline import parse_timeline_text, read_timeline_source
+    from gvjax.render.pipeline import RECORD_KEY, record_path
 
     if out is None:
         raise GvjaxError("give the output video with -o OUT.mp4")
     check_video_output(out)
-    replay = timeline_source = ckpt = None
     if from_record is not None:
         given = _given_options(ctx)
         if given:
@@ -324,12 +407,9 @@ def render(
             )
     if allow_changed and from_record is None:
         raise GvjaxError("--allow-changed only applies with --from")
-    inputs = [("render record", from_record)]
     if from_record is None:
         from gvjax.generate import parse_seeds
 
-        if demo == (song is not None):
-            raise GvjaxError("give either a SONG or --demo")
         for option, value in (("--fps", fps), ("--trunc", trunc), ("--start", start), ("--duration", duration),
                               ("--base-speed", base_speed), ("--speed-gain", speed_gain), ("--laps", laps), ("--laps-per-minute", laps_per_minute)):
             _finite(option, value)
@@ -339,43 +419,25 @@ def render(
             if not sep or not name or not path:
                 raise GvjaxError(f"--stem must look like FEATURE=FILE, got {item!r}")
             stems.append((name, path))
-        cfg = RenderConfig(
+        scale_given = ctx.get_parameter_source("scale") == click.core.ParameterSource.COMMANDLINE
+        result = render_song(
+            song, out, model=model, timeline=timeline, demo=demo, force=force, progress=not quiet,
             fps=fps, seed=_seed("--seed", seed), num_keyframes=keyframes,
             keyframe_seeds=None if keyframe_seeds is None else tuple(parse_seeds(keyframe_seeds)),
             keyframes_npy=None if keyframes_npy is None else str(keyframes_npy.absolute()),
-            truncation_psi=trunc, start=start, duration=duration, size=_parse_size(size), scale=scale, batch=batch, crf=crf,
-            preview=preview, noise_mode=noise_mode, drive=drive, base_speed=base_speed, speed_gain=speed_gain,
-            laps=laps if laps is not None or laps_per_minute is not None else 1.0, laps_per_minute=laps_per_minute,
-            stems=tuple(stems), dtype=dtype, timeline=_timeline_path(timeline), class_idx=class_idx,
+            truncation_psi=trunc, start=start, duration=duration, size=_parse_size(size), scale=scale if scale_given or not demo else None,
+            batch=batch, crf=crf, preview=preview, noise_mode=noise_mode, drive=drive, base_speed=base_speed, speed_gain=speed_gain,
+            laps=laps, laps_per_minute=laps_per_minute, stems=tuple(stems), dtype=dtype, class_idx=class_idx,
         )
-        if cfg.timeline:
-            timeline_source = read_timeline_source(cfg.timeline)
-            parse_timeline_text(*timeline_source)  # a bad timeline fails before the model loads
-            inputs.append(("timeline", cfg.timeline if pathlib.Path(cfg.timeline).is_file() else None))
-        inputs.append(("model", model if pathlib.Path(model).exists() and model != "bundled" else None))
-        check_file_output(out, force=force, inputs=[*inputs, ("song", song), *(("stem", p) for _, p in cfg.stems)])
-        check_record_output(record_path(out), key=RECORD_KEY, force=force, inputs=[*inputs, ("song", song)])
-        if song is not None and not song.is_file():
-            raise GvjaxError(f"audio file not found: {song}" if not song.exists() else f"{song} is not a file")
-        ckpt = load_model(model)
-        if model != "bundled" and pathlib.Path(model).exists():
-            model = str(pathlib.Path(model).absolute())  # the record replays from any folder
     else:
+        inputs = [("render record", from_record)]
         check_file_output(out, force=force, inputs=inputs)
         check_record_output(record_path(out), key=RECORD_KEY, force=force, inputs=inputs)
         cfg, model, ckpt, song, timeline_source, replay = _replay(from_record, allow_changed)
-        demo = song is None
         if cfg.timeline and pathlib.Path(cfg.timeline).is_file():
             inputs.append(("timeline", cfg.timeline))
-    with tempfile.TemporaryDirectory(prefix="gvjax-demo-") as tmp:
-        if demo:
-            from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
-
-            song = write_wav(pathlib.Path(tmp) / "demo.wav", synth_demo_track(), DEMO_SR)
-        result = render_video(
-            cfg, ckpt, song, out, model_spec=model, progress=not quiet, demo=demo, force=force,
-            inputs=tuple(inputs), timeline_source=timeline_source, replay=replay,
-        )
+        result = _render(cfg, ckpt, song, out, model_spec=model, progress=not quiet, force=force, inputs=inputs,
+                         timeline_source=timeline_source, replay=replay)
     typer.echo(f"wrote {result.video} ({result.frames} frames, {result.seconds:.1f}s) and {result.record.name}")
 
 
@@ -487,7 +549,7 @@ def train(
     if not out.absolute().parent.is_dir():
         raise OutputError(f"output directory {out.absolute().parent} does not exist")
     if not data.exists():
-        raise GvjaxError(f"no such data set: {data}")
+        raise GvjaxError(f"no such dataset: {data}")
     if resume:
         config, start = None, (lambda: _training_start(from_model)) if from_model else None
     else:

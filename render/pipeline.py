@@ -209,29 +209,108 @@ def check_memory(gcfg, width: int, height: int, scale: int, batch: int) -> None:
 
 
 class Progress:
-    """A one-line progress report on stderr: frames done, frames/s, ETA."""
+    """Render progress on stderr: a rich progress bar (frames, frames/s, ETA) on a terminal,
+    else a plain line every 5 s and at the end (logs, CI, pipes)."""
 
-    def __init__(self, total: int, enabled: bool = True):
+    def __init__(self, total: int, enabled: bool = True, stream=None):
         self.total, self.enabled, self.start = total, enabled, time.perf_counter()
-        self.tty = sys.stderr.isatty()
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
         self._last = -float("inf")
+        self._bar = None
+        if enabled and self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+            self._bar = RichProgress(
+                TextColumn("render"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                TextColumn("{task.fields[fps]:.1f} frames/s"), TextColumn("ETA"), TimeRemainingColumn(),
+                console=Console(file=self.stream), transient=False,
+            )
+            self._task = self._bar.add_task("render", total=total, fps=0.0)
+            self._bar.start()
 
     def update(self, done: int) -> None:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.start
         fps = done / elapsed if elapsed > 0 else 0.0
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, fps=fps)
+            return
         eta = (self.total - done) / fps if fps > 0 else float("nan")
-        line = f"render {done}/{self.total} frames  {fps:.1f} frames/s  ETA {eta:.0f}s"
-        if self.tty:
-            print("\r" + line, end="", file=sys.stderr, flush=True)
-        elif done == self.total or elapsed - self._last >= 5:
-            print(line, file=sys.stderr, flush=True)
+        if done == self.total or elapsed - self._last >= 5:
+            print(f"render {done}/{self.total} frames  {fps:.1f} frames/s  ETA {eta:.0f}s", file=self.stream, flush=True)
             self._last = elapsed
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            print(file=sys.stderr)
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+@dataclasses.dataclass
+class RenderJob:
+    """Everything the frame loop needs: the per-frame plan, keyframes, the compiled step."""
+
+    width: int
+    height: int
+    n_frames: int
+    plan: Any  # render.timeline.FramePlan
+    keyframes: list[np.ndarray]  # per section, [N, num_ws, w_dim]
+    step: RenderStep
+
+    def batch_ranges(self) -> list[tuple[int, int]]:
+        """[first, last) frame ranges of the step's batches; batches never straddle a section change."""
+        return [(a, min(a + self.step.batch, b)) for a, b in self.plan.segments() for a in range(a, b, self.step.batch)]
+
+    def batches(self):
+        """Yield `(first frame, uint8 frames [batch, H, W, 3] on the device, n valid)` in order.
+
+        Batch i+1 is dispatched before batch i is handed out, so the device computes while
+        the host encodes. Slit-scan histories carry from batch to batch (one pass only).
+        """
+        plan, kf, pending = self.plan, self.keyframes, None
+        for first, last in self.batch_ranges():
+            idx = np.arange(first, last)
+            sa, sb = int(plan.section_a[first]), int(plan.section_b[first])
+            frames = self.step(kf[sa], plan.t_a[idx], kf[sb], plan.t_b[idx], plan.fade[idx], idx, plan.strengths[idx])
+            if pending is not None:
+                yield pending
+            pending = (first, frames, len(idx))
+        if pending is not None:
+            yield pending
+
+
+def prepare_render(cfg: RenderConfig, ckpt: Checkpoint, song: pathlib.Path, timeline: Timeline, *, cache_dir: pathlib.Path | None, model_digest: str) -> RenderJob:
+    """Analyse `song` and build the frame plan, the keyframes and the compiled step of a render.
+
+    Checks (warps the model can hold, the range, memory) come before any compute.
+    """
+    check_warps(ckpt.config, timeline.slots)
+    total_seconds = audio_duration(song)
+    if cfg.start >= total_seconds:
+        raise GvjaxError(f"--start {cfg.start:g}s is past the end of {song.name} ({total_seconds:.2f}s)")
+    res = ckpt.config.img_resolution
+    width, height = cfg.size or (res * cfg.scale, res * cfg.scale)
+    check_memory(ckpt.config, width, height, cfg.scale, 1)
+    preview_res = None
+    if cfg.preview:
+        preview_res = check_preview(ckpt.config, cfg.preview_res or max(4, ckpt.config.img_resolution // 4))
+    features = compute_features(song, cfg.fps, stems=dict(cfg.stems), config=cfg.features, start=cfg.start, duration=cfg.duration)
+    n_frames = features.n_frames
+    if n_frames < 1:
+        raise GvjaxError(f"{song.name}: the rendered range is shorter than one frame at {cfg.fps:g} fps")
+    batch = min(cfg.batch, n_frames)  # never more frames per step than the render has
+    check_memory(ckpt.config, width, height, cfg.scale, batch)
+    plan = plan_frames(timeline, features, fps=cfg.fps, start=cfg.start)
+    keyframes = [section_keyframes(sec, ckpt, None if cfg.timeline else cfg.keyframes_npy, cfg.class_idx) for sec in timeline.sections]
+    slots = timeline.slots
+    spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots, cfg.scale)
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.dtype]
+    masks = channel_masks(slots, ckpt, keyframes[0], cache_dir, model_digest)
+    step = RenderStep(ckpt.config, ckpt.variables, spec, batch=batch, seed=cfg.seed, dtype=dtype, masks=masks)
+    return RenderJob(width, height, n_frames, plan, keyframes, step)
 
 
 def render_video(
@@ -274,31 +353,9 @@ def render_video(
     if timeline_source is None and cfg.timeline:
         timeline_source = read_timeline_source(cfg.timeline)
     timeline = parse_timeline_text(*timeline_source) if timeline_source else default_timeline(cfg)
-    check_warps(ckpt.config, timeline.slots)
-    total_seconds = audio_duration(song)
-    if cfg.start >= total_seconds:
-        raise GvjaxError(f"--start {cfg.start:g}s is past the end of {song.name} ({total_seconds:.2f}s)")
-    res = ckpt.config.img_resolution
-    width, height = cfg.size or (res * cfg.scale, res * cfg.scale)
-    check_memory(ckpt.config, width, height, cfg.scale, 1)
-    preview_res = None
-    if cfg.preview:
-        preview_res = check_preview(ckpt.config, cfg.preview_res or max(4, ckpt.config.img_resolution // 4))
-    features = compute_features(song, cfg.fps, stems=dict(cfg.stems), config=cfg.features, start=cfg.start, duration=cfg.duration)
-    n_frames = features.n_frames
-    if n_frames < 1:
-        raise GvjaxError(f"{song.name}: the rendered range is shorter than one frame at {cfg.fps:g} fps")
-    batch = min(cfg.batch, n_frames)  # never more frames per step than the render has
-    check_memory(ckpt.config, width, height, cfg.scale, batch)
-    plan = plan_frames(timeline, features, fps=cfg.fps, start=cfg.start)
-    keyframes = [section_keyframes(sec, ckpt, None if cfg.timeline else cfg.keyframes_npy, cfg.class_idx) for sec in timeline.sections]
-    slots = timeline.slots
-    spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots, cfg.scale)
-    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.dtype]
     model_digest = variables_digest(ckpt.variables)
-    masks = channel_masks(slots, ckpt, keyframes[0], default_cache_dir() if cache_dir == "default" else cache_dir, model_digest)
-    step = RenderStep(ckpt.config, ckpt.variables, spec, batch=batch, seed=cfg.seed, dtype=dtype, masks=masks)
-    batches = [(a, min(a + step.batch, b)) for a, b in plan.segments() for a in range(a, b, step.batch)]
+    job = prepare_render(cfg, ckpt, song, timeline, cache_dir=default_cache_dir() if cache_dir == "default" else cache_dir, model_digest=model_digest)
+    width, height, n_frames, step = job.width, job.height, job.n_frames, job.step
 
     tmp_video = new_sibling(out, suffix=".video.mp4")
     tmp_out = new_sibling(out, suffix=out.suffix)
@@ -309,29 +366,21 @@ def render_video(
         bar = Progress(n_frames, progress)
         try:
             try:
-                pending = None  # (device frames, count): fetch batch i while batch i+1 computes
                 t_warm = None
-                for first, last in batches:
-                    idx = np.arange(first, last)
-                    sa, sb = int(plan.section_a[first]), int(plan.section_b[first])
-                    frames = step(keyframes[sa], plan.t_a[idx], keyframes[sb], plan.t_b[idx], plan.fade[idx], idx, plan.strengths[idx])
-                    if pending is not None:
-                        writer.write(np.asarray(pending[0])[: pending[1]])
-                        bar.update(first)
-                        if on_batch:
-                            on_batch(first)
-                    else:
+                for first, frames, n in job.batches():
+                    if t_warm is None:
                         jax.block_until_ready(frames)
                         t_warm = time.perf_counter()
-                    pending = (frames, len(idx))
-                writer.write(np.asarray(pending[0])[: pending[1]])
-                bar.update(n_frames)
+                    writer.write(np.asarray(frames)[:n])
+                    bar.update(first + n)
+                    if on_batch:
+                        on_batch(first + n)
             except KeyboardInterrupt:
                 interrupted = True
         finally:
+            bar.close()
             done = writer.close()  # stops the encoder thread and ffmpeg whatever happened
         t_loop_end = time.perf_counter()
-        bar.close()
         if done == 0:
             raise RenderInterrupted("interrupted before the first frame: nothing was written")
         mux_audio(
