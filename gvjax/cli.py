@@ -81,12 +81,10 @@ def load_model(spec: str):
 
 
 def _parse_dtype(name: str):
-    import jax.numpy as jnp
+    """The jnp compute dtype of a `--dtype` choice, resolved for this backend (gvjax.precision)."""
+    from gvjax.precision import jax_dtype, resolve_dtype
 
-    dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-    if name not in dtypes:
-        raise GvjaxError(f"--dtype must be one of {', '.join(dtypes)}, got {name!r}")
-    return dtypes[name]
+    return jax_dtype(resolve_dtype(name))
 
 
 @app.command()
@@ -118,7 +116,7 @@ def generate(
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     npy: bool = typer.Option(False, "--npy", help="Also write the float32 [H, W, C] output as .npy."),
     batch: int = typer.Option(8, min=1, help="Images per compiled step (at most the number of seeds)."),
-    dtype: str = typer.Option("float32", help="Compute dtype: float32 or bfloat16."),
+    dtype: str = typer.Option("auto", help="Compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU), float32 (exact) or bfloat16."),
     force: bool = typer.Option(False, "--force", help="Replace images of the same seeds already in OUTDIR."),
 ):
     """Images from seeds, as NVIDIA's generate.py: OUTDIR/seed0000.png, ..."""
@@ -321,6 +319,7 @@ def render_song(
         result = gvjax.render_song("song.mp3", "video.mp4", timeline="original", fps=24, seed=3)
     """
     from gvjax.outputs import check_file_output, check_record_output, check_video_output
+    from gvjax.precision import resolve_dtype
     from gvjax.render.config import RenderConfig
     from gvjax.render.pipeline import RECORD_KEY, record_path
     from gvjax.render.timeline import parse_timeline_text, read_timeline_source
@@ -334,6 +333,7 @@ def render_song(
     if unknown:
         raise GvjaxError(f"unknown render option(s): {', '.join(unknown)}")
     scale = options.pop("scale", None)
+    options["dtype"] = resolve_dtype(options.get("dtype", "auto"))  # what the record stores: this backend's choice
     if options.get("laps") is None and options.get("laps_per_minute") is None:
         options["laps"] = 1.0
     cfg = RenderConfig(**options, scale=1 if scale is None else scale, timeline=_timeline_path(timeline or (DEMO_TIMELINE if demo else None)))
@@ -386,7 +386,7 @@ def render(
     laps: Optional[float] = typer.Option(None, help="Loops over the keyframes during the video (default 1; whole laps loop seamlessly)."),
     laps_per_minute: Optional[float] = typer.Option(None, help="Instead of --laps: a fixed average speed."),
     stem: list[str] = typer.Option([], help="FEATURE=FILE: compute FEATURE from a separate audio file (repeatable)."),
-    dtype: str = typer.Option("float32", help="Compute dtype: float32 or bfloat16."),
+    dtype: str = typer.Option("auto", help="Compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU), float32 (exact) or bfloat16."),
     timeline: Optional[str] = typer.Option(None, help="Timeline TOML of sections and feature warps (or a preset: original, all-warps)."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class of a conditional model (a timeline section's `class` overrides it)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),

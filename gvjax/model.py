@@ -24,10 +24,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from gvjax import ops
 from gvjax.config import GeneratorConfig
+from gvjax.precision import matmul_precision
+
+_precision = matmul_precision  # the name gvjax.models.stylegan3 imports
 
 NOISE_MODES = ("const", "random", "none")
 KERNELS = "kernels"
@@ -49,10 +51,6 @@ def _arranged_kernel(module: nn.Module, weight: jnp.ndarray, *, up: int = 1, win
     if module.is_mutable_collection(KERNELS) and not module.is_initializing():
         module.put_variable(KERNELS, "weight", kernel)
     return kernel
-
-
-def _precision(dtype):
-    return lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else lax.Precision.DEFAULT
 
 
 class FullyConnected(nn.Module):
@@ -177,7 +175,7 @@ class SynthesisLayer(nn.Module):
             f=ops.setup_filter(self.resample_filter, separable=True),
             form=self.modconv,
             kernel=_arranged_kernel(self, weight, up=self.up, winograd=self.winograd),
-            precision=_precision(self.dtype),
+            precision=matmul_precision(self.dtype),
         )
         act_gain = ops.ACTIVATION_GAINS["lrelu"] * gain
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
@@ -202,7 +200,7 @@ class ToRGB(nn.Module):
         bias = self.param("bias", lambda key: jnp.zeros((self.out_channels,), jnp.float32))
         x = ops.modulated_conv2d(
             x, weight, styles, demodulate=False, form=self.modconv, kernel=_arranged_kernel(self, weight),
-            precision=_precision(self.dtype),
+            precision=matmul_precision(self.dtype),
         )
         return ops.bias_act(x.astype(jnp.float32), bias, clamp=self.conv_clamp)
 
@@ -224,7 +222,7 @@ class SkipConv(nn.Module):
         taps = _arranged_kernel(self, weight, up=2)["taps"] * (1.0 / math.sqrt(self.in_channels))
         x = ops.conv2d_resample_arranged(
             x, taps.astype(x.dtype), kernel_size=1, f=ops.setup_filter(self.resample_filter, separable=True), up=2,
-            precision=_precision(self.dtype),
+            precision=matmul_precision(self.dtype),
         )
         return ops.bias_act(x, None, gain=gain)
 

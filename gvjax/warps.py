@@ -295,9 +295,17 @@ def cluster_channels(features: np.ndarray, k: int, *, seed: int = 0, iterations:
 
 
 def apply_warp(spec: WarpSpec, x, strength, time, mask=None):
-    """Apply a non-temporal warp to one frame `x [H, W, C]` at `strength`; `time` in seconds."""
+    """Apply a non-temporal warp to one frame `x [H, W, C]` at `strength`; `time` in seconds.
+
+    Sampling coordinates are computed in float32 whatever the features' dtype (bfloat16 has
+    8 bits of mantissa: not enough for pixel positions); blends use the features' dtype.
+    """
     d = dict(spec.params)
     b = spec.boundary
+    if spec.kind in ("flip", "mirror", "channels"):
+        strength = jnp.asarray(strength).astype(x.dtype)
+    else:
+        strength, time = jnp.asarray(strength, jnp.float32), jnp.asarray(time, jnp.float32)
     if spec.kind == "rotate":
         return rotate(x, strength, degrees=d["degrees"], boundary=b)
     if spec.kind == "zoom":

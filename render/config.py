@@ -10,6 +10,7 @@ from gvjax.audio import FEATURES, FeatureConfig
 from gvjax.config import check_finite_fields, check_seed, known_fields
 from gvjax.errors import GvjaxError
 from gvjax.model import NOISE_MODES
+from gvjax.precision import DTYPES
 
 SPLINE_ALPHAS = {"uniform": 0.0, "centripetal": 0.5}
 MAX_SIDE = 8192  # pixels a side of the video (H.264 level 6.2 allows 8192x4320)
@@ -111,8 +112,8 @@ class RenderConfig:
             bad(f"--drive must be one of {', '.join(f for f in FEATURES if f != 'chroma')}, got {self.drive!r}")
         if self.spline not in SPLINE_ALPHAS:
             bad(f"--spline must be one of {', '.join(SPLINE_ALPHAS)}, got {self.spline!r}")
-        if self.dtype not in ("float32", "bfloat16"):
-            bad(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            bad(f"--dtype must be one of {', '.join(DTYPES)} (or auto, resolved before), got {self.dtype!r}")
         if (self.laps is None) == (self.laps_per_minute is None):
             bad("give exactly one of --laps and --laps-per-minute")
         for name in ("laps", "laps_per_minute"):

@@ -21,6 +21,7 @@ from gvjax.checkpoint import Checkpoint
 from gvjax.errors import GvjaxError
 from gvjax.generate import label_vector
 from gvjax.model import Generator
+from gvjax.precision import describe as describe_precision, jax_dtype
 from gvjax.outputs import VIDEO_FORMATS, check_file_output, check_record_output, check_video_output, new_sibling, remove, replace_into
 from gvjax.spline import keyframes_from_npy, keyframes_from_seeds
 from gvjax.warps import channel_mask, cluster_channels
@@ -307,7 +308,7 @@ def prepare_render(cfg: RenderConfig, ckpt: Checkpoint, song: pathlib.Path, time
     keyframes = [section_keyframes(sec, ckpt, None if cfg.timeline else cfg.keyframes_npy, cfg.class_idx) for sec in timeline.sections]
     slots = timeline.slots
     spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots, cfg.scale)
-    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.dtype]
+    dtype = jax_dtype(cfg.dtype)
     masks = channel_masks(slots, ckpt, keyframes[0], cache_dir, model_digest)
     step = RenderStep(ckpt.config, ckpt.variables, spec, batch=batch, seed=cfg.seed, dtype=dtype, masks=masks)
     return RenderJob(width, height, n_frames, plan, keyframes, step)
@@ -437,6 +438,7 @@ def make_record(out, cfg, ckpt, song, *, model_spec, model_digest, demo, frames,
         "frames": frames,
         "total_frames": total_frames,
         "compilations": compilations,
+        "precision": describe_precision(cfg.dtype),
         "backend": jax.default_backend(),
         "devices": len(jax.devices()),
         "packages": versions,

@@ -122,7 +122,7 @@ def batch_fn(gen: Generator, spec: FrameSpec, masks: dict[int, np.ndarray]) -> C
             for k, w in warps:
                 if w.resolution != res:
                     continue
-                s = strengths[:, k].astype(x.dtype)
+                s = strengths[:, k]  # float32: each warp casts what it blends with to the features' dtype
                 if w.kind == "slitscan":
                     hist = jnp.where(first, slitscan_history(x[0], w.history), histories[k])
                     seq = jnp.concatenate([hist, x], axis=0)
