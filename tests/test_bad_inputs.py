@@ -317,7 +317,7 @@ CASES = [
     ("train --out the model", ["train", "data", "--from", "ckpt", "--out", "ckpt"], "is the starting model", 2, None),
     ("train --out in a missing folder", ["train", "data", "--from", "ckpt", "--out", "nodir/r"], "does not exist", 2, None),
     ("train --out a used run", ["train", "data", "--from", "ckpt", "--out", "run"], "not empty", 2, None),
-    ("train missing data", ["train", "gone", "--from", "ckpt", "--out", "r"], "no such data set", 2, None),
+    ("train missing data", ["train", "gone", "--from", "ckpt", "--out", "r"], "no such dataset", 2, None),
     ("train without --from", ["train", "data", "--out", "r"], "--from", 2, None),
     ("train --from a missing model", ["train", "data", "--from", "gone", "--out", "r"], "no such model", 2, None),
     ("train --resume without a run", ["train", "data", "--out", "r", "--resume"], "no checkpoint to resume", 2, None),
