@@ -10,10 +10,20 @@ A shape is a union of polygons rasterised into a mask; it is shaded from a heigh
 (the mask blurred within the shape's bounding box), whose normals give Lambert light, a
 specular highlight and darker rims, then composited over the canvas with a soft shadow.
 Same `(seed, index)` -> same image, independent of `count`.
+
+With `labels=True`, `write_fruit_dataset` also writes `OUT/labels.json` (`LABELS_FILE`), the
+species of every picture as the generator drew them:
+
+    {"species": ["apple", "orange", ...],                  # FRUITS, in this order
+     "labels": {"fruit000000.png": 11, ...},                # the picture's species: index of its first fruit
+     "fruits": {"fruit000000.png": [11, 3], ...}}           # every fruit drawn, first = "labels"
+
+The training loader reads only png/jpg files, so the folder still trains as it is.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pathlib
@@ -457,8 +467,23 @@ MAX_RESOLUTION = 4096  # one image is drawn in float32 in memory: 4096^2 is ~0.2
 MAX_COUNT = 10_000_000
 
 
-def write_fruit_dataset(out: str | os.PathLike, *, count: int, resolution: int, seed: int) -> pathlib.Path:
-    """Write `count` PNGs `OUT/fruit000000.png ...` (a temporary sibling folder renamed into place)."""
+LABELS_FILE = "labels.json"
+
+
+def fruit_labels(kinds_per_image: dict[str, list[str]]) -> dict:
+    """The `labels.json` object (module docstring) of `{file name: fruits drawn, first = its species}`."""
+    fruits = {name: [FRUITS.index(k) for k in kinds] for name, kinds in kinds_per_image.items()}
+    return {"species": list(FRUITS), "labels": {name: ks[0] for name, ks in fruits.items()}, "fruits": fruits}
+
+
+def write_fruit_dataset(
+    out: str | os.PathLike, *, count: int, resolution: int, seed: int, labels: bool = False
+) -> pathlib.Path:
+    """Write `count` PNGs `OUT/fruit000000.png ...` (a temporary sibling folder renamed into place).
+
+    `labels`: also write `OUT/labels.json`, each picture's species (module docstring); the
+    PNGs are the same bytes either way.
+    """
     from gvjax.images import write_png
 
     out = pathlib.Path(out)
@@ -471,9 +496,14 @@ def write_fruit_dataset(out: str | os.PathLike, *, count: int, resolution: int, 
     check_writable_dir(out.absolute().parent)
     tmp = new_sibling(out, directory=True)
     try:
+        kinds_per_image = {}
         for i in range(count):
-            img, _ = fruit_image(resolution, seed, i)
+            img, kinds = fruit_image(resolution, seed, i)
             write_png(tmp / f"fruit{i:06d}.png", img)
+            if labels:
+                kinds_per_image[f"fruit{i:06d}.png"] = kinds
+        if labels:
+            (tmp / LABELS_FILE).write_text(json.dumps(fruit_labels(kinds_per_image)) + "\n")
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
