@@ -406,8 +406,17 @@ def describe(ckpt: Checkpoint, fmt: str) -> dict[str, Any]:
         "resolution": cfg.img_resolution,
         "img_channels": cfg.img_channels,
         "num_ws": cfg.num_ws,
-        "channels": {str(r): cfg.channels(r) for r in cfg.block_resolutions},
+        "channels": _channels(cfg),
         "generator": cfg.to_dict(),
         "parameters": {name: count_params(tree.get("params", {})) for name, tree in sorted(ckpt.networks.items())},
         "provenance": prov,
     }
+
+
+def _channels(cfg: GeneratorConfig | StyleGAN3Config) -> dict[str, int]:
+    """Feature channels by block resolution (StyleGAN2) or by layer name (StyleGAN3)."""
+    if isinstance(cfg, StyleGAN3Config):
+        from gvjax.models.stylegan3 import synthesis_layout
+
+        return {spec.name: spec.out_channels for spec in synthesis_layout(cfg)[1]}
+    return {str(r): cfg.channels(r) for r in cfg.block_resolutions}
