@@ -237,6 +237,11 @@ def test_run_layers_in_pieces_equals_synthesis(fixture):
     np.testing.assert_allclose(split, e["img_transform"][0].transpose(1, 2, 0), atol=IMAGE_ATOL)
     with pytest.raises(ValueError, match="starts from no carry"):
         gen.apply(variables, ws, start=1, stop=2, method="run_layers")
+    cfg = ckpt.config
+    assert [sg3.stage_index(cfg, s) for s in ("input", "L0", "L5_52_10", "L14", 7)] == [0, 1, 6, 15, 7]
+    for bad in ("L15", "L5_36_12", 16, -1, True, "torgb"):
+        with pytest.raises(GvjaxError, match=r"no StyleGAN3 stage .*: expected 'input', L0 \.\.\. L14 \(or 0 \.\.\. 15\)"):
+            sg3.stage_index(cfg, bad)
 
 
 def test_bfloat16_compute_stays_close(fixture):

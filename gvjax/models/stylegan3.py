@@ -263,6 +263,21 @@ def stage_names(config: StyleGAN3Config) -> tuple[str, ...]:
     return ("input",) + tuple(spec.name for spec in synthesis_layout(config)[1])
 
 
+def stage_index(config: StyleGAN3Config, stage: str | int) -> int:
+    """Index into `stage_names` of a stage named in full ('L5_52_10'), by layer ('L5'), 'input', or by index.
+
+    A GvjaxError (one line, naming the valid stages) for anything else.
+    """
+    names = stage_names(config)
+    if isinstance(stage, (int, np.integer)) and not isinstance(stage, bool) and 0 <= stage < len(names):
+        return int(stage)
+    if isinstance(stage, str):
+        for i, name in enumerate(names):
+            if stage in (name, name.split("_")[0]):
+                return i
+    raise GvjaxError(f"no StyleGAN3 stage {stage!r}: expected 'input', L0 ... L{len(names) - 2} (or 0 ... {len(names) - 1})")
+
+
 # --- modules -------------------------------------------------------------------------------------
 
 
