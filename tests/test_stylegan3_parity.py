@@ -18,7 +18,7 @@ from conftest import ATOL, activations, mapping_fn, nchw, nvidia_activation
 from flax.traverse_util import flatten_dict
 
 from gvjax import ops
-from gvjax.convert import load_source
+from gvjax.convert import describe, load_source
 from gvjax.convert import stylegan3 as convert_sg3
 from gvjax.convert.nvidia_d import load_discriminator
 from gvjax.convert.torch_io import load_torch_file
@@ -153,6 +153,9 @@ def test_conversion_keeps_every_tensor(fixture):
     prov = ckpt.provenance
     assert prov["format"] == convert_sg3.FORMAT and prov["class_name"] == "training.networks_stylegan3.Generator"
     assert prov["kind"] == ("R" if name == "sg3r_micro" else "T") and prov["networks"] == ["D", "G", "G_ema"]
+    info = describe(ckpt, prov["format"])
+    assert list(info["channels"]) == list(sg3.stage_names(ckpt.config)[1:]) and info["channels"]["L5_52_10"] == 10
+    assert info["parameters"] == {"D": d_params, "G": total, "G_ema": total}
 
 
 def test_config_round_trips_through_json(fixture):

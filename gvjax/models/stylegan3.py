@@ -328,7 +328,8 @@ class SynthesisLayer(nn.Module):
 
     Not ToRGB: the weight is normalised per output channel and the styles to unit mean square,
     then modulated and demodulated. ToRGB: styles times `1 / sqrt(C_in)`, no demodulation, a linear
-    activation. Both scale the conv output by `input_gain = rsqrt(magnitude_ema)`.
+    activation. Both scale the conv output by `input_gain = rsqrt(magnitude_ema)`. Arranged kernels
+    (`gvjax.model.with_arranged_kernels`) hold the normalised weight.
     """
 
     spec: LayerSpec
