@@ -207,7 +207,7 @@ DEMO_TIMELINE = "original"
 DEMO_SIDE = 256
 
 #: render options that only steer this run (not what is rendered): allowed together with --from
-REPLAY_OPTIONS = {"from_record", "out", "force", "quiet", "allow_changed"}
+REPLAY_OPTIONS = {"from_record", "out", "force", "quiet", "allow_changed", "resume", "encoders"}
 
 
 def _given_options(ctx: click.Context) -> list[str]:
@@ -272,7 +272,7 @@ def _replay(record_file: pathlib.Path, allow_changed: bool):
     return cfg, spec, ckpt, song, timeline, replay
 
 
-def _render(cfg, ckpt, song, out, *, model_spec, progress, force, inputs, timeline_source=None, replay=None):
+def _render(cfg, ckpt, song, out, *, model_spec, progress, force, inputs, timeline_source=None, replay=None, resume=False, encoders=2):
     """render_video with the demo track synthesized in a temporary folder when `song` is None."""
     import tempfile
 
@@ -285,8 +285,8 @@ def _render(cfg, ckpt, song, out, *, model_spec, progress, force, inputs, timeli
 
             song = write_wav(pathlib.Path(tmp) / "demo.wav", synth_demo_track(), DEMO_SR)
         return render_video(
-            cfg, ckpt, song, out, model_spec=model_spec, progress=progress, demo=demo, force=force,
-            inputs=tuple(inputs), timeline_source=timeline_source, replay=replay,
+            cfg, ckpt, song, out, model_spec=model_spec, progress=progress, demo=demo, force=force, resume=resume,
+            encoders=encoders, inputs=tuple(inputs), timeline_source=timeline_source, replay=replay,
         )
 
 
@@ -299,6 +299,8 @@ def render_song(
     demo: bool = False,
     force: bool = False,
     progress: bool = True,
+    resume: bool = False,
+    encoders: int = 2,
     **options,
 ):
     """Render `song` to the video `out` (and `out`.json): the one-call API behind `gvjax render`.
@@ -306,6 +308,8 @@ def render_song(
     Args:
       song: an audio (or video) file; None with `demo=True` for the built-in demo track.
       out: the video (.mp4, .m4v, .mov, .mkv); replaced only with `force`.
+      resume: continue a render of the same settings that was killed (its segments wait in
+        `OUT.mp4.gvjax-partial/`); encoders: ffmpeg processes encoding segments at once.
       model: a gvjax checkpoint directory, an NVIDIA / rosinality file, or 'bundled'.
       timeline: a timeline TOML path or a preset name ('original', 'all-warps'); the demo
         plays 'original' unless told otherwise.
@@ -353,7 +357,8 @@ def render_song(
         model = str(pathlib.Path(model).absolute())  # the record replays from any folder
     if demo and cfg.size is None and scale is None:
         cfg = dataclasses.replace(cfg, scale=max(1, DEMO_SIDE // ckpt.config.img_resolution))  # a size worth watching
-    return _render(cfg, ckpt, song, out, model_spec=model, progress=progress, force=force, inputs=inputs, timeline_source=timeline_source)
+    return _render(cfg, ckpt, song, out, model_spec=model, progress=progress, force=force, inputs=inputs,
+                   timeline_source=timeline_source, resume=resume, encoders=encoders)
 
 
 @app.command()
@@ -389,6 +394,8 @@ def render(
     dtype: str = typer.Option("auto", help="Compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU), float32 (exact) or bfloat16."),
     timeline: Optional[str] = typer.Option(None, help="Timeline TOML of sections and feature warps (or a preset: original, all-warps)."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class of a conditional model (a timeline section's `class` overrides it)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a render that was killed, from its last finished segment (OUT.mp4.gvjax-partial/)."),
+    encoders: int = typer.Option(2, help="ffmpeg processes encoding segments at once."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
     """Render SONG into a video whose motion follows the music."""
@@ -421,7 +428,7 @@ def render(
             stems.append((name, path))
         scale_given = ctx.get_parameter_source("scale") == click.core.ParameterSource.COMMANDLINE
         result = render_song(
-            song, out, model=model, timeline=timeline, demo=demo, force=force, progress=not quiet,
+            song, out, model=model, timeline=timeline, demo=demo, force=force, progress=not quiet, resume=resume, encoders=encoders,
             fps=fps, seed=_seed("--seed", seed), num_keyframes=keyframes,
             keyframe_seeds=None if keyframe_seeds is None else tuple(parse_seeds(keyframe_seeds)),
             keyframes_npy=None if keyframes_npy is None else str(keyframes_npy.absolute()),
@@ -437,7 +444,7 @@ def render(
         if cfg.timeline and pathlib.Path(cfg.timeline).is_file():
             inputs.append(("timeline", cfg.timeline))
         result = _render(cfg, ckpt, song, out, model_spec=model, progress=not quiet, force=force, inputs=inputs,
-                         timeline_source=timeline_source, replay=replay)
+                         timeline_source=timeline_source, replay=replay, resume=resume, encoders=encoders)
     typer.echo(f"wrote {result.video} ({result.frames} frames, {result.seconds:.1f}s) and {result.record.name}")
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import importlib.metadata as md
 import json
+import math
 import os
 import pathlib
 import sys
@@ -29,7 +30,8 @@ from gvjax.warps import channel_mask, cluster_channels
 from gvjax.render.config import SPLINE_ALPHAS, RenderConfig
 from gvjax.render.step import FrameSpec, RenderStep, check_preview, check_warps
 from gvjax.render.timeline import Section, Timeline, parse_timeline_text, plan_frames, read_timeline_source
-from gvjax.render.video import VideoWriter, mux_audio
+from gvjax.render.segments import SegmentWriter, concat_segments, finished_segments, partial_dir, read_manifest, start_partial
+from gvjax.render.video import mux_audio
 
 PACKAGES = ("gvjax", "jax", "jaxlib", "flax", "numpy", "librosa", "imageio-ffmpeg")
 
@@ -261,18 +263,21 @@ class RenderJob:
     keyframes: list[np.ndarray]  # per section, [N, num_ws, w_dim]
     step: RenderStep
 
-    def batch_ranges(self) -> list[tuple[int, int]]:
-        """[first, last) frame ranges of the step's batches; batches never straddle a section change."""
-        return [(a, min(a + self.step.batch, b)) for a, b in self.plan.segments() for a in range(a, b, self.step.batch)]
+    def batch_ranges(self, start: int = 0) -> list[tuple[int, int]]:
+        """[first, last) frame ranges of the step's batches from frame `start`; batches never straddle a section change."""
+        return [(a, min(a + self.step.batch, b)) for a, b in self.plan.segments() if b > start
+                for a in range(max(a, start), b, self.step.batch)]
 
-    def batches(self):
-        """Yield `(first frame, uint8 frames [batch, H, W, 3] on the device, n valid)` in order.
+    def batches(self, start: int = 0):
+        """Yield `(first frame, uint8 frames [batch, H, W, 3] on the device, n valid)` in order,
+        from frame `start` on.
 
         Batch i+1 is dispatched before batch i is handed out, so the device computes while
-        the host encodes. Slit-scan histories carry from batch to batch (one pass only).
+        the host encodes. Slit-scan histories carry from batch to batch (one pass only; a pass
+        from `start` > 0 begins them with copies of frame `start`'s features).
         """
         plan, kf, pending = self.plan, self.keyframes, None
-        for first, last in self.batch_ranges():
+        for first, last in self.batch_ranges(start):
             idx = np.arange(first, last)
             sa, sb = int(plan.section_a[first]), int(plan.section_b[first])
             frames = self.step(kf[sa], plan.t_a[idx], kf[sb], plan.t_b[idx], plan.fade[idx], idx, plan.strengths[idx])
@@ -324,6 +329,9 @@ def render_video(
     demo: bool = False,
     progress: bool = True,
     force: bool = False,
+    resume: bool = False,
+    encoders: int = 2,
+    segment_seconds: float = 2.0,
     inputs: tuple[tuple[str, Any], ...] = (),
     timeline_source: tuple[str, str] | None = None,
     replay: dict | None = None,
@@ -337,6 +345,12 @@ def render_video(
     pairs), and the record replaces only a gvjax render record. Both are written to temporary
     siblings and renamed at the end; a failure removes them.
 
+    Frames are encoded in segments of about `segment_seconds` by up to `encoders` ffmpeg
+    processes at once (`render/segments.py`), joined without re-encoding. The segments wait in
+    `OUT.mp4.gvjax-partial/`; after a kill -9, `resume` continues from the last finished
+    segment (slit-scan histories are warmed up from the frames before it, so the frames equal
+    an uninterrupted render's).
+
     timeline_source: (name, TOML text) to use instead of reading `cfg.timeline` (a replay
     uses the text its record stored). replay: what `--from` adds to the new record.
     cache_dir: where channel clusters are cached ('default': `default_cache_dir()`, None: nowhere).
@@ -347,6 +361,8 @@ def render_video(
     t_start = time.perf_counter()
     out = check_video_output(out)
     song = pathlib.Path(song)
+    if not (isinstance(encoders, int) and 1 <= encoders <= 64):
+        raise GvjaxError(f"--encoders must be a whole number from 1 to 64, got {encoders}")
     all_inputs = (("song", None if demo else song), *((f"stem {name}", path) for name, path in cfg.stems),
                   ("keyframes file", cfg.keyframes_npy), *inputs)
     check_file_output(out, force=force, inputs=all_inputs)
@@ -355,35 +371,73 @@ def render_video(
         timeline_source = read_timeline_source(cfg.timeline)
     timeline = parse_timeline_text(*timeline_source) if timeline_source else default_timeline(cfg)
     model_digest = variables_digest(ckpt.variables)
+    parts = partial_dir(out)
+    key = hashlib.sha256(json.dumps({
+        "config": cfg.to_dict(), "model": model_digest, "audio": sha256_file(song),
+        "timeline": None if timeline_source is None else timeline_source[1],
+    }, sort_keys=True).encode()).hexdigest()
+    manifest = None
+    if parts.exists() or parts.is_symlink():
+        if read_manifest(parts) is None:
+            raise GvjaxError(f"{parts} is in the way (it is not a partial render of gvjax's): move it or choose another output")
+        if resume:
+            manifest = read_manifest(parts)
+            if manifest.get("key") != key:
+                raise GvjaxError(f"{parts} holds an unfinished render of other settings: delete it, or resume with the command that made it")
+        elif force:
+            remove(parts)
+        else:
+            raise GvjaxError(f"{parts} holds an unfinished render of {out.name}: continue it with --resume, or start again with --force")
     job = prepare_render(cfg, ckpt, song, timeline, cache_dir=default_cache_dir() if cache_dir == "default" else cache_dir, model_digest=model_digest)
     width, height, n_frames, step = job.width, job.height, job.n_frames, job.step
+    if manifest is None:
+        segment_frames = max(1, math.ceil(segment_seconds * cfg.fps / step.batch)) * step.batch
+        start_partial(parts, {"gvjax_partial": 1, "key": key, "segment_frames": segment_frames, "frames": n_frames}, out)
+        first_segment = 0
+    else:
+        segment_frames, first_segment = int(manifest["segment_frames"]), finished_segments(parts)
+    start_frame = min(first_segment * segment_frames, n_frames)
+    # Frames before the resume point are recomputed (not encoded) as far as a slit-scan looks back.
+    lookback = max([w.history for w in step.spec.warps if w.kind == "slitscan"], default=0)
+    warm_start = max(0, start_frame - lookback)
 
     tmp_video = new_sibling(out, suffix=".video.mp4")
     tmp_out = new_sibling(out, suffix=out.suffix)
     tmp_record = None
-    interrupted = False
+    interrupted = finished = failed = False
     try:
-        writer = VideoWriter(tmp_video, width=width, height=height, fps=cfg.fps, crf=cfg.crf)
+        writer = SegmentWriter(parts, segment_frames=segment_frames, workers=encoders, width=width, height=height,
+                               fps=cfg.fps, crf=cfg.crf, first_segment=first_segment)
         bar = Progress(n_frames, progress)
         try:
             try:
                 t_warm = None
-                for first, frames, n in job.batches():
+                for first, frames, n in job.batches(start=warm_start):
                     if t_warm is None:
                         jax.block_until_ready(frames)
                         t_warm = time.perf_counter()
-                    writer.write(np.asarray(frames)[:n])
+                    skip = max(0, start_frame - first)
+                    if skip < n:
+                        writer.write(np.asarray(frames)[skip:n])
                     bar.update(first + n)
                     if on_batch:
                         on_batch(first + n)
             except KeyboardInterrupt:
                 interrupted = True
+            except BaseException:
+                failed = True
+                raise
         finally:
             bar.close()
-            done = writer.close()  # stops the encoder thread and ffmpeg whatever happened
+            if failed:
+                writer.abort()
+            else:
+                writer.close()  # finishes every segment (the last, shorter one too)
+        done = start_frame + writer.frames
         t_loop_end = time.perf_counter()
         if done == 0:
             raise RenderInterrupted("interrupted before the first frame: nothing was written")
+        concat_segments(parts, writer.segment, tmp_video, fps=cfg.fps)
         mux_audio(
             tmp_video, song, tmp_out, start=cfg.start, duration=done / cfg.fps, muxer=VIDEO_FORMATS[out.suffix.lower()],
             gain=peak_gain(song, start=cfg.start, duration=done / cfg.fps),
@@ -392,18 +446,26 @@ def render_video(
             out, cfg, ckpt, song, model_spec=model_spec, model_digest=model_digest, demo=demo, frames=done, total_frames=n_frames,
             compilations=step.compilations, timeline_source=timeline_source, replay=replay,
         )
+        if first_segment:
+            record["resumed_at_frame"] = start_frame
         tmp_record = new_sibling(record_path(out), suffix=".json")
         tmp_record.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
         replace_into(tmp_out, out)
         replace_into(tmp_record, record_path(out))
+        finished = True
+    except BaseException:
+        failed = True
+        raise
     finally:
         for p in (tmp_video, tmp_out, tmp_record):
             if p is not None:
                 remove(p)
+        if finished or interrupted or failed:
+            remove(parts)  # only a hard kill leaves the segments for --resume
     if interrupted:
         raise RenderInterrupted(f"interrupted: {out} holds the first {done} of {n_frames} frames (playable, with audio)")
-    warm_frames = done - min(step.batch, done)
-    loop_fps = warm_frames / (t_loop_end - t_warm) if t_warm and warm_frames else float("nan")
+    warm_frames = done - start_frame - min(step.batch, done - start_frame)
+    loop_fps = warm_frames / (t_loop_end - t_warm) if t_warm and warm_frames > 0 else float("nan")
     return RenderResult(out, record_path(out), done, n_frames, time.perf_counter() - t_start, loop_fps)
 
 

@@ -58,7 +58,8 @@ class VideoWriter:
     `close()` flushes and returns the number of frames written.
     """
 
-    def __init__(self, path: str | os.PathLike, *, width: int, height: int, fps: float, crf: int = 18, queue_batches: int = 2):
+    def __init__(self, path: str | os.PathLike, *, width: int, height: int, fps: float, crf: int = 18, queue_batches: int = 2,
+                 container: str = "mp4"):
         if width % 2 or height % 2:
             raise GvjaxError(f"video size {width}x{height} must have even width and height (H.264 yuv420p)")
         self.path = pathlib.Path(path)
@@ -66,12 +67,16 @@ class VideoWriter:
         self._shape = (height, width, 3)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_batches)
         self._error: BaseException | None = None
+        self._ended = False
         self._log = tempfile.TemporaryFile()
         cmd = [
             ffmpeg_exe(), "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps!r}", "-i", "-",
             "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-preset", "veryfast",
-            "-f", "mp4", str(self.path),
+            # raw H.264 carries no timestamps: without B-frames (decode order = display order) the
+            # muxer's generated ones are exact, so joined segments neither drop nor repeat a frame
+            *(["-bf", "0"] if container == "h264" else []),
+            "-f", container, str(self.path),
         ]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         self._thread = threading.Thread(target=self._encode, name="gvjax-encoder", daemon=True)
@@ -90,6 +95,11 @@ class VideoWriter:
             self._error = e
             while self._queue.get() is not _STOP:  # drain so the producer never blocks forever
                 pass
+        finally:
+            try:
+                self._proc.stdin.close()  # end of input: ffmpeg finishes the file now
+            except OSError:
+                pass
 
     def _failure(self) -> GvjaxError:
         self._log.seek(0)
@@ -105,14 +115,16 @@ class VideoWriter:
             raise ValueError(f"frames of shape {frames.shape[1:]} do not match the video's {self._shape}")
         self._queue.put(frames)
 
+    def end_input(self) -> None:
+        """No more frames: ffmpeg may finish the file while the caller goes on (`close` waits)."""
+        if not self._ended:
+            self._ended = True
+            self._queue.put(_STOP)
+
     def _stop(self) -> int:
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self.end_input()
             self._thread.join()
-        try:
-            self._proc.stdin.close()
-        except OSError:
-            pass
         return self._proc.wait()
 
     def close(self) -> int:
