@@ -16,11 +16,13 @@ compiled step; the peak it is compared with is a float32 2048x2048 matmul measur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -60,14 +62,28 @@ def _flops(stage) -> float:
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
-def time_generator(
-    config, variables, *, batch: int, modconv: str, dtype: str, seconds: float, winograd: bool | None = None
-) -> dict:
-    """Images/s of z -> image for a batch, with XLA's FLOP count of the compiled step.
+@dataclasses.dataclass
+class PreparedGenerator:
+    """One configuration's compiled z -> image step, its inputs, and what preparing it cost."""
 
-    `gflop_per_s` counts what the compiled step executes; `direct_gflop_per_s` counts the FLOPs
-    of the same step with every conv direct (no Winograd), i.e. the work a direct implementation
-    such as NVIDIA's does, over our time.
+    compiled: Any
+    variables: dict
+    z: jax.Array
+    c: jax.Array | None
+    info: dict  # batch, resolution, dtype, modconv, winograd, compile/arrange seconds, GFLOP per image
+
+    def images(self) -> np.ndarray:
+        """`[batch, R, R, C]` float32 images of the step's z (for comparisons)."""
+        return np.asarray(self.compiled(self.variables, self.z, self.c), np.float32)
+
+
+def prepare_generator(
+    config, variables, *, batch: int, modconv: str, dtype: str, winograd: bool | None = None, count_direct: bool = True
+) -> PreparedGenerator:
+    """Arrange the kernels (once per model, as render does) and compile z -> image for a batch.
+
+    `count_direct` also compiles (never runs) the same step with every conv direct (no Winograd),
+    for `direct_gflops_per_image`: the work a direct implementation such as NVIDIA's does.
     """
     c = jnp.zeros((batch, config.c_dim), jnp.float32) if config.c_dim else None
     z = jax.random.normal(jax.random.key(1), (batch, config.z_dim), jnp.float32)
@@ -81,8 +97,10 @@ def time_generator(
     def generator(winograd):
         return Generator(config, modconv=modconv, dtype=DTYPES[dtype], winograd=winograd)
 
-    direct = generator(False)
-    direct_flops = _flops(compile_step(direct, with_arranged_kernels(direct, variables)))  # FLOPs only; never timed
+    direct_flops = float("nan")
+    if count_direct:
+        direct = generator(False)
+        direct_flops = _flops(compile_step(direct, with_arranged_kernels(direct, variables)))  # FLOPs only; never timed
     gen = generator(winograd)
     t0 = time.perf_counter()
     variables = jax.block_until_ready(with_arranged_kernels(gen, variables))  # once per model, as render does
@@ -90,35 +108,65 @@ def time_generator(
     t0 = time.perf_counter()
     compiled = compile_step(gen, variables)
     compile_s = time.perf_counter() - t0
-    flops = _flops(compiled)
-    per_call = seconds_per_call(compiled, variables, z, c, seconds=seconds)
-    return {
-        "images_per_s": batch / per_call,
+    info = {
         "batch": batch,
         "resolution": config.img_resolution,
         "dtype": dtype,
         "modconv": modconv,
-        "seconds_per_batch": per_call,
-        "gflops_per_image": flops / batch / 1e9,
-        "gflop_per_s": flops / per_call / 1e9,
+        "gflops_per_image": _flops(compiled) / batch / 1e9,
         "direct_gflops_per_image": direct_flops / batch / 1e9,
-        "direct_gflop_per_s": direct_flops / per_call / 1e9,
         "winograd": "auto" if winograd is None else winograd,
         "compile_s": compile_s,
         "arrange_s": arrange_s,
         "backend": jax.default_backend(),
     }
+    return PreparedGenerator(compiled, variables, z, c, info)
+
+
+def time_prepared(prepared: PreparedGenerator, *, seconds: float) -> dict:
+    """Images/s of a prepared step, with the GFLOP/s its FLOP counts imply."""
+    info = prepared.info
+    per_call = seconds_per_call(prepared.compiled, prepared.variables, prepared.z, prepared.c, seconds=seconds)
+    return {
+        "images_per_s": info["batch"] / per_call,
+        **info,
+        "seconds_per_batch": per_call,
+        "gflop_per_s": info["gflops_per_image"] * info["batch"] / per_call,
+        "direct_gflop_per_s": info["direct_gflops_per_image"] * info["batch"] / per_call,
+    }
+
+
+def time_generator(
+    config, variables, *, batch: int, modconv: str, dtype: str, seconds: float, winograd: bool | None = None,
+    count_direct: bool = True,
+) -> dict:
+    """Images/s of z -> image for a batch, with XLA's FLOP count of the compiled step.
+
+    `gflop_per_s` counts what the compiled step executes; `direct_gflop_per_s` counts the FLOPs
+    of the same step with every conv direct (no Winograd), i.e. the work a direct implementation
+    such as NVIDIA's does, over our time (NaN without `count_direct`).
+    """
+    prepared = prepare_generator(
+        config, variables, batch=batch, modconv=modconv, dtype=dtype, winograd=winograd, count_direct=count_direct
+    )
+    return time_prepared(prepared, seconds=seconds)
 
 
 def nvidia_state(repo: str, config: GeneratorConfig, variables) -> dict[str, np.ndarray]:
     """Our variables under NVIDIA's state-dict names, with its FIR buffers filled in."""
+    from gvjax.convert.nvidia import state_dict_from_variables
+
+    return fill_nvidia_state(repo, config, state_dict_from_variables(jax.device_get(variables), config))
+
+
+def fill_nvidia_state(repo: str, config: GeneratorConfig, ours: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`ours` (our state dict under NVIDIA's names) checked against the shapes NVIDIA's generator
+    has, with its FIR buffers filled in."""
     sys.path.insert(0, str(pathlib.Path(__file__).parent))
     from nvidia_baseline import nvidia_state_dict_shapes
 
-    from gvjax.convert.nvidia import state_dict_from_variables
     from gvjax.ops import setup_filter
 
-    ours = state_dict_from_variables(jax.device_get(variables), config)
     fir = setup_filter(config.resample_filter)
     state = {}
     for name, shape in nvidia_state_dict_shapes(repo, nvidia_init_kwargs(config)).items():
@@ -127,28 +175,40 @@ def nvidia_state(repo: str, config: GeneratorConfig, variables) -> dict[str, np.
     return state
 
 
-def nvidia_init_kwargs(config: GeneratorConfig) -> dict:
+def nvidia_init_kwargs(config: GeneratorConfig, num_fp16_res: int = 0) -> dict:
+    """NVIDIA's `Generator(**kwargs)` for `config`; `num_fp16_res` top resolutions in float16 (its default: 4)."""
     return {
         "z_dim": config.z_dim, "w_dim": config.w_dim, "c_dim": config.c_dim,
         "img_resolution": config.img_resolution, "img_channels": config.img_channels,
         "mapping_kwargs": {"num_layers": config.mapping_layers},
         "synthesis_kwargs": {
-            "channel_base": config.channel_base, "channel_max": config.channel_max, "num_fp16_res": 0,
+            "channel_base": config.channel_base, "channel_max": config.channel_max, "num_fp16_res": num_fp16_res,
             "conv_clamp": config.conv_clamp, "architecture": config.architecture,
         },
     }
 
 
-def check_same_outputs(repo: str, config: GeneratorConfig, variables, G) -> float:
-    """Max |ours - NVIDIA| on 2 images: the timed generators compute the same thing."""
+def nvidia_images(G, z: np.ndarray) -> np.ndarray:
+    """NVIDIA's float32 images `[N, C, H, W]` of `z [N, z_dim]` (constant noise), on G's device."""
     import torch
 
-    z = np.random.RandomState(0).randn(2, config.z_dim).astype(np.float32)
+    device = next(G.parameters()).device
     with torch.no_grad():
-        theirs = G(torch.from_numpy(z), torch.zeros([2, 0]), noise_mode="const", force_fp32=True).numpy()
+        zt = torch.from_numpy(np.asarray(z, np.float32)).to(device)
+        return G(zt, torch.zeros([len(z), G.c_dim], device=device), noise_mode="const", force_fp32=True).cpu().numpy()
+
+
+def max_abs_diff(ours_nhwc, theirs_nchw) -> float:
+    """Max |ours - NVIDIA| of images in our layout `[N, H, W, C]` and NVIDIA's `[N, C, H, W]`."""
+    return float(np.abs(np.transpose(np.asarray(ours_nhwc), (0, 3, 1, 2)) - theirs_nchw).max())
+
+
+def check_same_outputs(repo: str, config: GeneratorConfig, variables, G) -> float:
+    """Max |ours - NVIDIA| on 2 images: the timed generators compute the same thing."""
+    z = np.random.RandomState(0).randn(2, config.z_dim).astype(np.float32)
     gen = Generator(config)
     ours = jax.vmap(lambda z: gen.apply(variables, z))(jnp.asarray(z))
-    return float(np.abs(np.transpose(np.asarray(ours), (0, 3, 1, 2)) - theirs).max())
+    return max_abs_diff(ours, nvidia_images(G, z))
 
 
 def full_table(args) -> None:

@@ -2,12 +2,14 @@
 
 This module contains no NVIDIA code. It imports ``training.networks`` from a checkout of
 NVlabs/stylegan2-ada-pytorch that the caller points to (``repo``), builds ``Generator(**init_kwargs)``
-there, fills it from plain numpy arrays and times it on the CPU. Only torch and numpy are needed here;
-nothing of gvjax is imported, so the baseline cannot be affected by our own code.
+there, fills it from plain numpy arrays and times it on the CPU or a CUDA device. Only torch and
+numpy are needed here; nothing of gvjax is imported, so the baseline cannot be affected by our own code.
 
 On the CPU, NVIDIA's custom CUDA ops (``bias_act``, ``upfirdn2d``) never try to build their plugins:
 they only do that for CUDA tensors and otherwise run their reference (pure torch) code, and
 ``conv2d_gradfix`` is inactive outside CUDA. With torch 2.13 (CPU build) no patching was needed.
+On a CUDA device, ``build_cuda_ops`` builds the plugins (nvcc, ninja; cached in
+``$TORCH_EXTENSIONS_DIR``) and ``reference_ops`` runs the reference code instead, so both can be timed.
 
 Command line (prints one JSON line)::
 
@@ -35,7 +37,9 @@ import numpy as np
 import torch
 
 __all__ = [
+    "build_cuda_ops",
     "load_nvidia_generator",
+    "reference_ops",
     "nvidia_state_dict_shapes",
     "time_nvidia_generator",
     "load_fixture",
@@ -95,6 +99,49 @@ def _construct(repo: str, init_kwargs: Mapping[str, Any]) -> torch.nn.Module:
 # Public API
 
 
+_CUDA_OPS = ("bias_act", "upfirdn2d")  # torch_utils.ops modules with a CUDA plugin
+
+
+def _ops_modules(repo: str) -> dict:
+    _import_networks(repo)
+    return {name: importlib.import_module(f"torch_utils.ops.{name}") for name in _CUDA_OPS}
+
+
+def build_cuda_ops(repo: str) -> dict:
+    """Build (or load from ``$TORCH_EXTENSIONS_DIR``) the CUDA plugins of ``repo``'s custom ops.
+
+    Returns ``{'built': {op: bool}, 'seconds': float, 'messages': [...]}``; an op that fails to
+    build is False and its warning (NVIDIA's traceback) is in ``messages``; the ops then run their
+    reference code.
+    """
+    import warnings
+
+    modules = _ops_modules(repo)
+    t0 = time.perf_counter()
+    built, messages = {}, []
+    for name, module in modules.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            built[name] = bool(module._init())
+        messages += [f"{name}: {w.message}" for w in caught]
+    return {"built": built, "seconds": time.perf_counter() - t0, "messages": messages}
+
+
+@contextlib.contextmanager
+def reference_ops(repo: str) -> Iterator[None]:
+    """Run ``repo``'s custom ops through their reference (pure torch) code, even on CUDA."""
+    modules = _ops_modules(repo)
+    saved = {name: module._init for name, module in modules.items()}
+    try:
+        for module in modules.values():
+            module._init = lambda: False
+        yield
+    finally:
+        for name, module in modules.items():
+            module._init = saved[name]
+
+
+
 def load_nvidia_generator(
     repo: str, init_kwargs: dict, state: Mapping[str, np.ndarray]
 ) -> torch.nn.Module:
@@ -103,7 +150,8 @@ def load_nvidia_generator(
     ``state`` maps NVIDIA's ``state_dict`` names (``synthesis.b4.const``, ``mapping.w_avg``, ...) to
     numpy arrays; every parameter and persistent buffer must be present and no extra name is
     accepted (``strict=True``). Arrays are cast to the dtype of the module's own tensors. Returns the
-    generator on the CPU, in eval mode, with ``requires_grad_(False)``.
+    generator on the CPU, in eval mode, with ``requires_grad_(False)`` (``time_nvidia_generator``
+    moves it to its device).
     """
     G = _construct(repo, init_kwargs)
     own = G.state_dict()
@@ -152,8 +200,10 @@ def time_nvidia_generator(
     noise_mode: str = "const",
     seed: int = 0,
     fused_modconv: bool | None = None,
+    device: str = "cpu",
+    force_fp32: bool = True,
 ) -> dict:
-    """Throughput of ``G(z, c, truncation_psi=1, noise_mode=..., force_fp32=True)`` on the CPU.
+    """Throughput of ``G(z, c, truncation_psi=1, noise_mode=..., force_fp32=...)`` on ``device``.
 
     z is ``randn([batch, z_dim])`` from a ``torch.Generator`` seeded with ``seed`` (the same z every
     call); for a conditional G, c holds one-hot labels of seeded random classes. Two warm-up calls are
@@ -165,25 +215,33 @@ def time_nvidia_generator(
     (same math; the non-fused path scales activations instead of weights and can be faster on a CPU
     for batch > 1).
 
+    ``device``: 'cpu' or a CUDA device ('cuda'); there every call is synchronised before the
+    clock is read. ``force_fp32=False`` lets a G built with ``num_fp16_res > 0`` run its top
+    resolutions in float16, as NVIDIA's inference does.
+
     Returns ``{'images_per_s', 'batch', 'seconds_per_batch', 'iterations', 'threads', 'noise_mode',
-    'device', 'fused_modconv'}``.
+    'device', 'fused_modconv', 'force_fp32'}``.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if noise_mode not in ("const", "random", "none"):
         raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
-    G = G.cpu().eval()
+    G = G.to(device).eval()
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn([batch, G.z_dim], generator=gen, dtype=torch.float32)
     c = torch.zeros([batch, G.c_dim], dtype=torch.float32)
     if G.c_dim > 0:
         cls = torch.randint(0, G.c_dim, [batch], generator=gen)
         c[torch.arange(batch), cls] = 1
+    z, c = z.to(device), c.to(device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
 
     extra = {} if fused_modconv is None else {"fused_modconv": bool(fused_modconv)}
 
     def call() -> torch.Tensor:
-        return G(z, c, truncation_psi=1, noise_mode=noise_mode, force_fp32=True, **extra)
+        img = G(z, c, truncation_psi=1, noise_mode=noise_mode, force_fp32=force_fp32, **extra)
+        sync()
+        return img
 
     with _num_threads(threads) as n_threads, torch.no_grad():
         for _ in range(2):  # warm-up, not timed
@@ -206,8 +264,9 @@ def time_nvidia_generator(
         "iterations": iterations,
         "threads": n_threads,
         "noise_mode": noise_mode,
-        "device": "cpu",
+        "device": str(device),
         "fused_modconv": "auto" if fused_modconv is None else bool(fused_modconv),
+        "force_fp32": bool(force_fp32),
     }
 
 
@@ -257,6 +316,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--fused-modconv", default="auto", choices=["auto", "true", "false"],
         help="modulated-conv path (auto: NVIDIA's default choice)",
     )
+    p.add_argument("--device", default="cpu", help="torch device to time on ('cpu', 'cuda')")
+    p.add_argument("--fp16", action="store_true", help="force_fp32=False: num_fp16_res layers run in float16")
     args = p.parse_args(argv)
 
     if args.fixture:
@@ -271,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = time_nvidia_generator(
         G, args.batch, seconds=args.seconds, threads=args.threads, noise_mode=args.noise_mode,
         seed=args.seed, fused_modconv={"auto": None, "true": True, "false": False}[args.fused_modconv],
+        device=args.device, force_fp32=not args.fp16,
     )
     result.update(
         impl="nvidia_stylegan2_ada_pytorch",

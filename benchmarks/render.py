@@ -77,13 +77,58 @@ def warp_fps(batch: int, seconds: float = 6.0) -> dict[int, float]:
     return out
 
 
+def timed_render(cfg, ckpt, song: pathlib.Path, out: pathlib.Path, *, model_spec: str = "", force: bool = False,
+                 cache_dir="default", features=None, on_batch=None) -> dict:
+    """`render_video` with its stages timed: audio features, first batch, steady loop, the whole call.
+
+    features: precomputed `AudioFeatures` to render with instead of analysing the song.
+    on_batch(frames_done, seconds_since_start) is called after each batch is queued.
+    Returns frames, seconds (the whole call: song to muxed video), loop_frames_per_s (steady
+    state, after the first batch), features_s, first_batch_s (start to the first batch queued:
+    features, keyframes, compilation), the output's bytes.
+    """
+    import gvjax.render.pipeline as pipeline
+
+    analyse, feature_s, stamps = pipeline.compute_features, [], []
+
+    def compute_features(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return features if features is not None else analyse(*args, **kwargs)
+        finally:
+            feature_s.append(time.perf_counter() - t)
+
+    def batch_done(frames: int) -> None:
+        stamps.append(time.perf_counter() - t0)
+        if on_batch:
+            on_batch(frames, stamps[-1])
+
+    pipeline.compute_features = compute_features  # timed (or replaced), for this call only
+    try:
+        t0 = time.perf_counter()
+        result = pipeline.render_video(
+            cfg, ckpt, song, out, model_spec=model_spec, progress=False, force=force, cache_dir=cache_dir, on_batch=batch_done
+        )
+    finally:
+        pipeline.compute_features = analyse
+    return {
+        "frames": result.frames,
+        "total_frames": result.total_frames,
+        "seconds": result.seconds,
+        "frames_per_s": result.frames / result.seconds,
+        "loop_frames_per_s": result.loop_frames_per_s,
+        "features_s": sum(feature_s),
+        "features": "precomputed" if features is not None else "analysed",
+        "first_batch_s": stamps[0] if stamps else float("nan"),
+        "video_bytes": pathlib.Path(result.video).stat().st_size,
+    }
+
+
 def end_to_end_fps(model: str, batch: int, song: pathlib.Path, out: pathlib.Path) -> float:
     from gvjax.cli import load_model
     from gvjax.render.config import RenderConfig
-    from gvjax.render.pipeline import render_video
 
-    result = render_video(RenderConfig(batch=batch), load_model(model), song, out, model_spec=model, progress=False)
-    return result.loop_frames_per_s
+    return timed_render(RenderConfig(batch=batch), load_model(model), song, out, model_spec=model)["loop_frames_per_s"]
 
 
 def peak_rss_mb(model: str, batch: int, song: pathlib.Path, out: pathlib.Path) -> float:
