@@ -161,7 +161,8 @@ def part_parity(plan: Plan, part: Part) -> None:
     import xml.etree.ElementTree as ET
 
     xml = part.work / "parity.xml"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *plan.parity_tests]
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []  # gvjax as installed, not the tree's bare folder
+    cmd = [sys.executable, *safe_path, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *plan.parity_tests]
     env = dict(os.environ)
     if plan is FULL and importlib.util.find_spec("xdist") is not None:
         cmd += ["-n", "4"]  # parallel compiles; each worker takes GPU memory as it goes
@@ -485,6 +486,9 @@ def environment() -> dict:
                                        text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         env["commit"] = None
+    prepared = REPO / ".whl" / "commit.txt"  # a copy of the tree without .git: the commit it was prepared at
+    if not env["commit"] and prepared.is_file():
+        env["commit"] = prepared.read_text().strip() + " (when prepared)"
     if shutil.which("nvidia-smi"):
         try:
             env["nvidia_smi"] = subprocess.run(
