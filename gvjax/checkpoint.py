@@ -1,14 +1,16 @@
 """The gvjax checkpoint format: one directory, a JSON config and orbax-written variables.
 
     CKPT/
-      config.json     {"format": "gvjax", "version": 1, "generator": {...GeneratorConfig...},
-                       "networks": ["G_ema", ...], "provenance": {...}}
+      config.json     {"format": "gvjax", "version": 2, "family": "stylegan2" | "stylegan3",
+                       "generator": {...the family's Config...}, "networks": ["G_ema", ...],
+                       "provenance": {...}, "extra": {...}}
       G_ema/          orbax checkpoint of {'params': ..., 'buffers': ...}
       G/, D/          optional (training state from a converted pickle)
 
 Writes go to a temporary sibling that is renamed into place at the end, so a failure
 never leaves a half-written checkpoint. Loading checks every array's shape against the
-shapes the config implies.
+shapes the config implies. Version 1 (StyleGAN2 only, no `family`) is read through
+`migrate_v1`, the one place that knows older layouts.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from gvjax.config import GeneratorConfig
+from gvjax import models
 from gvjax.errors import GvjaxError
 
 FORMAT = "gvjax"
-VERSION = 1
+VERSION = 2
 CONFIG_FILE = "config.json"
 
 
@@ -35,7 +37,7 @@ CONFIG_FILE = "config.json"
 class Checkpoint:
     """A loaded checkpoint: `networks['G_ema']` is `{'params': ..., 'buffers': ...}` of numpy arrays."""
 
-    config: GeneratorConfig
+    config: Any  # the family's Config (GeneratorConfig for StyleGAN2)
     networks: dict[str, Any]
     provenance: dict[str, Any]
     extra: dict[str, Any]
@@ -64,7 +66,7 @@ def _to_numpy(tree):
 
 def save_checkpoint(
     path: str | os.PathLike,
-    config: GeneratorConfig,
+    config: Any,
     networks: dict[str, Any],
     *,
     provenance: dict[str, Any] | None = None,
@@ -105,6 +107,7 @@ def save_checkpoint(
         meta = {
             "format": FORMAT,
             "version": VERSION,
+            "family": models.family_of(config),
             "generator": config.to_dict(),
             "networks": sorted(networks),
             "provenance": provenance or {},
@@ -152,8 +155,10 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         raise GvjaxError(f"{path / CONFIG_FILE} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise GvjaxError(f"{path} is not a gvjax checkpoint (config.json has no format '{FORMAT}')")
+    if meta.get("version") == 1:
+        meta = migrate_v1(meta)
     if meta.get("version") != VERSION:
-        raise GvjaxError(f"{path}: checkpoint version {meta.get('version')} is not supported (expected {VERSION})")
+        raise GvjaxError(f"{path}: checkpoint version {meta.get('version')} is not supported (expected 1 or {VERSION})")
     where = path / CONFIG_FILE
     if not isinstance(meta.get("generator"), dict):
         raise GvjaxError(f"{where}: 'generator' must be an object of generator settings")
@@ -164,20 +169,23 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(meta.get(key, {}), dict):
             raise GvjaxError(f"{where}: '{key}' must be an object")
     try:
-        GeneratorConfig.from_dict(meta["generator"])
+        models.config_from_dict(meta.get("family"), meta["generator"])
     except GvjaxError as e:
         raise GvjaxError(f"{where}: {e}") from None
     return meta
 
 
+def migrate_v1(meta: dict) -> dict:
+    """A version-1 `config.json` (StyleGAN2 only, written before model families) as version 2."""
+    return {**meta, "version": VERSION, "family": "stylegan2"}
+
+
 def load_checkpoint(path: str | os.PathLike, networks: tuple[str, ...] = ("G_ema",)) -> Checkpoint:
     """Load a checkpoint; every generator network's shapes are checked against its config."""
-    from gvjax.model import variable_shapes
-
     path = pathlib.Path(path).absolute()
     meta = read_config(path)
-    config = GeneratorConfig.from_dict(meta["generator"])
-    expected = variable_shapes(config)
+    config = models.config_from_dict(meta["family"], meta["generator"])
+    expected = models.variable_shapes(config)
     checkpointer = _checkpointer()
     loaded = {}
     for name in networks:

@@ -70,6 +70,17 @@ def _seed(option: str, value: int) -> int:
     return check_seed(value, option)
 
 
+def require_stylegan2(ckpt, what: str) -> None:
+    """One line for a model family `what` (a command) does not support yet."""
+    from gvjax.config import GeneratorConfig
+
+    if not isinstance(ckpt.config, GeneratorConfig):
+        raise GvjaxError(
+            f"{what} supports StyleGAN2 models for now; this is a StyleGAN3 model "
+            "(gvjax convert, inspect, generate and seeds take it)"
+        )
+
+
 def load_model(spec: str):
     """A Checkpoint from a model spec: 'bundled', a checkpoint directory, or a .pkl/.pt source file."""
     from gvjax.bundled import BUNDLED_NAME, bundled_model
@@ -353,6 +364,7 @@ def render_song(
     if song is not None and not song.is_file():
         raise GvjaxError(f"audio file not found: {song}" if not song.exists() else f"{song} is not a file")
     ckpt = load_model(model)
+    require_stylegan2(ckpt, "render")
     if model != "bundled" and pathlib.Path(model).exists():
         model = str(pathlib.Path(model).absolute())  # the record replays from any folder
     if demo and cfg.size is None and scale is None:
@@ -488,7 +500,8 @@ def inspect(
     typer.echo(f"class:       {info['class_name'] or '-'}")
     typer.echo(f"resolution:  {info['resolution']}x{info['resolution']}, {info['img_channels']} channels, {info['num_ws']} ws")
     typer.echo("generator:   " + " ".join(f"{k}={gen[k]}" for k in (
-        "z_dim", "w_dim", "c_dim", "mapping_layers", "architecture", "channel_base", "channel_max", "conv_clamp", "num_fp16_res")))
+        "z_dim", "w_dim", "c_dim", "mapping_layers", "architecture", "conv_kernel", "use_radial_filters", "channel_base",
+        "channel_max", "conv_clamp", "num_fp16_res") if k in gen))
     typer.echo("channels:    " + " ".join(f"{r}:{c}" for r, c in info["channels"].items()))
     typer.echo("parameters:  " + "  ".join(f"{name} {n:,}" for name, n in info["parameters"].items()))
     if info["provenance"].get("static_kwargs"):
@@ -508,6 +521,7 @@ def _training_start(spec: str):
     from gvjax.train.run import StartModel
 
     ckpt = bundled_model() if spec == BUNDLED_NAME else load_any(spec, all_networks=True)[0]
+    require_stylegan2(ckpt, "train")
     d_config = d = None
     if "D" in ckpt.networks:
         info = ckpt.extra.get("D") or {}

@@ -11,9 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gvjax import models
 from gvjax.config import GeneratorConfig, check_seed
 from gvjax.errors import GvjaxError
-from gvjax.model import NOISE_MODES, Generator, modconv_for_batch, with_arranged_kernels
+from gvjax.model import NOISE_MODES, modconv_for_batch, with_arranged_kernels
 
 
 MAX_SEEDS = 1_000_000
@@ -74,7 +75,7 @@ def image_fn(
     """A jitted `(variables, z [B, z_dim], c [B, c_dim] | None, keys [B]) -> images [B, R, R, C]` float32."""
     if noise_mode not in NOISE_MODES:
         raise GvjaxError(f"unknown noise mode {noise_mode!r}; expected one of {', '.join(NOISE_MODES)}")
-    gen = Generator(config, modconv=modconv_for_batch(batch), dtype=dtype)
+    gen = models.generator(config, modconv=modconv_for_batch(batch), dtype=dtype)
 
     def one(variables, z, c, key):
         img = gen.apply(
@@ -102,7 +103,7 @@ def generate_images(
     c = label_vector(config, class_idx)
     batch = max(1, min(batch, len(seeds)))
     fn = image_fn(config, batch=batch, truncation_psi=truncation_psi, noise_mode=noise_mode, dtype=dtype)
-    variables = with_arranged_kernels(Generator(config), variables)
+    variables = with_arranged_kernels(models.generator(config), variables)
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
         padded = chunk + [chunk[-1]] * (batch - len(chunk))

@@ -31,6 +31,8 @@ from gvjax.precision import matmul_precision
 
 _precision = matmul_precision  # the name gvjax.models.stylegan3 imports
 
+FAMILY = "stylegan2"  # this module is a model family (gvjax.models)
+Config = GeneratorConfig
 NOISE_MODES = ("const", "random", "none")
 KERNELS = "kernels"
 SQRT_HALF = math.sqrt(0.5)
