@@ -18,14 +18,16 @@ in the JSON and the next part runs; a part that would overrun the budget is reco
    from that model (x2 Lanczos, cropped) with the `all-warps` timeline (`render.timed_render`);
 5. train: images/s of the train step at 256^2 (`train.bench`, the 256^2 benchmark config).
 
-Writes `device_check.json`, `device_check.md` (the table) and `device_check.log` (the parts'
-output) to --out (default $OUT, else out/device_check). --json prints the JSON object on the
+Writes `device_check.json`, `device_check.md` (the table), `device_check.log` (the parts'
+output) and `device_check_build.log` (the CUDA ops' build) to --out (default $OUT, else
+out/device_check). --json prints the JSON object on the
 last line of stdout; otherwise the table is printed last.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import importlib.metadata as md
@@ -302,13 +304,18 @@ def part_nvidia(plan: Plan, part: Part) -> None:
     part.save(device=device, torch=torch.__version__, gpu=torch.cuda.get_device_name(0) if device == "cuda" else None,
               build=build, cuda_ops=cuda_ops, weights=source, num_fp16_res=fp16_res, cudnn_benchmark=True,
               tf32_convs=bool(torch.backends.cudnn.allow_tf32), rows=[], skipped_rows=[])
+    def ops_used(ops: str):
+        return reference_ops(repo) if ops == "reference" else contextlib.nullcontext()
+
     ours_path = part.work / "ours_float32.npz"
-    if ours_path.exists():  # TF32 off for the comparison: float32 against float32
+    if ours_path.exists():  # TF32 off: NVIDIA's float32 against ours; its float16 path as it runs
         tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         try:
-            with np.load(ours_path) as npz:
-                part.save(max_abs_diff_float32=max_abs_diff(npz["images"], nvidia_images(nets["float32"], npz["z"])))
+            with np.load(ours_path) as npz, ops_used("cuda" if cuda_ops else "reference"):
+                for precision, G in nets.items():
+                    theirs = nvidia_images(G, npz["z"], force_fp32=precision == "float32")
+                    part.save(**{f"max_abs_diff_{precision}": max_abs_diff(npz["images"], theirs)})
         finally:
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     variants = [(ops, p) for ops, p in NVIDIA_VARIANTS if p in nets and (ops == "reference" or cuda_ops)]
@@ -317,12 +324,9 @@ def part_nvidia(plan: Plan, part: Part) -> None:
             if part.left() < 2 + 3 * plan.seconds:
                 part.save(skipped_rows=part.result["skipped_rows"] + [[batch, ops, precision]])
                 continue
-            timing = dict(G=nets[precision], batch=batch, seconds=plan.seconds, device=device, force_fp32=precision == "float32")
-            if ops == "reference":
-                with reference_ops(repo):
-                    r = time_nvidia_generator(**timing)
-            else:
-                r = time_nvidia_generator(**timing)
+            with ops_used(ops):
+                r = time_nvidia_generator(nets[precision], batch, seconds=plan.seconds, device=device,
+                                          force_fp32=precision == "float32")
             part.save(rows=part.result["rows"] + [{"batch": batch, "ops": ops, "precision": precision,
                                                    "images_per_s": r["images_per_s"], "seconds_per_batch": r["seconds_per_batch"]}])
     best = {}
@@ -345,17 +349,17 @@ def song_features(path: pathlib.Path, plan: Plan):
         return AudioFeatures(fps=meta["fps"], **{k: npz[k] for k in FEATURES}, peaks=meta["peaks"]), meta
 
 
-def save_features(path: pathlib.Path) -> None:
-    """The full check's song analysed here, for a device where librosa will not import."""
+def save_features(path: pathlib.Path, plan: Plan) -> None:
+    """The check's song analysed here, for a device where librosa fails."""
     import numpy as np
 
     from gvjax.audio import compute_features
     from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
 
     with tempfile.TemporaryDirectory() as tmp:
-        song = write_wav(pathlib.Path(tmp) / "song.wav", synth_demo_track(FULL.song_seconds), DEMO_SR)
-        f = compute_features(song, FULL.fps)
-    meta = {"fps": FULL.fps, "song_seconds": FULL.song_seconds, "peaks": dict(f.peaks)}
+        song = write_wav(pathlib.Path(tmp) / "song.wav", synth_demo_track(plan.song_seconds), DEMO_SR)
+        f = compute_features(song, plan.fps)
+    meta = {"fps": plan.fps, "song_seconds": plan.song_seconds, "peaks": dict(f.peaks)}
     np.savez_compressed(path, meta=json.dumps(meta), **f.as_dict())
 
 
@@ -363,6 +367,7 @@ def part_render(plan: Plan, part: Part) -> None:
     """Song to muxed video through gvjax.render.pipeline.render_video, with its stages timed."""
     import jax
 
+    from gvjax.audio import compute_features
     from gvjax.checkpoint import Checkpoint
     from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
     from gvjax.model import init_variables
@@ -372,15 +377,15 @@ def part_render(plan: Plan, part: Part) -> None:
 
     config = model_config(plan.model)
     song = write_wav(part.work / "song.wav", synth_demo_track(plan.song_seconds), DEMO_SR)
-    features = None
-    try:
-        import librosa  # noqa: F401  (what the analysis needs)
-        import soxr  # noqa: F401
-    except ImportError as e:
+    features, t = None, time.perf_counter()
+    try:  # 1 s of the song: the analysis works here, and librosa's numba functions are compiled (once a machine)
+        compute_features(song, plan.fps, duration=1.0)
+    except Exception as e:
         if not pathlib.Path(part.args.features).is_file():
             raise
         features, _ = song_features(pathlib.Path(part.args.features), plan)
-        part.save(features_note=f"{e}: features analysed beforehand ({part.args.features})")
+        part.save(features_note=f"{type(e).__name__}: {e}"[:500] + f"; features analysed beforehand ({part.args.features})")
+    part.save(features_warmup_s=time.perf_counter() - t)
     variables = jax.device_get(init_variables(config, jax.random.key(0)))
     ckpt = Checkpoint(config, {"G_ema": variables}, {"device_check": f"{plan.model}, init_variables(key 0)"}, {})
     cfg = RenderConfig(fps=plan.fps, size=plan.render_size, scale=plan.render_scale, batch=plan.render_batch,
@@ -515,9 +520,9 @@ def run_check(args) -> dict:
               "budget_s": budget, "environment": environment()}
     builder = None
     try:
-        with open(out / "device_check.log", "w") as log:
+        with open(out / "device_check.log", "w") as log, open(out / "device_check_build.log", "w") as build_log:
             if "nvidia" in parts:  # nvcc runs on the CPU while the earlier parts use the GPU
-                builder = start_part("nvidia-build", args, work, started + budget, log)
+                builder = start_part("nvidia-build", args, work, started + budget, build_log)
             for name in PARTS:
                 if name not in parts:
                     continue
@@ -572,9 +577,9 @@ def _numbers(name: str, r: dict) -> str:
                          for d, b in best_rows(r.get("rows", [])).items())
     if name == "nvidia" and r.get("rows"):
         b = max(r["rows"], key=lambda x: x["images_per_s"])
-        diff = r.get("max_abs_diff_float32")
+        diffs = ", ".join(f"{r[f'max_abs_diff_{p}']:.1e} (its {p})" for p in ("float32", "float16") if f"max_abs_diff_{p}" in r)
         return (f"best {_f(b['images_per_s'])} images/s (batch {b['batch']}, {b['ops']} ops, {b['precision']})"
-                + (f"; max |ours - NVIDIA| {diff:.1e} (float32)" if diff is not None else ""))
+                + (f"; max |ours float32 - NVIDIA| {diffs}" if diffs else ""))
     if name == "render" and "frames" in r:
         w, h = r["size"]
         return (f"{r['frames']} frames {w}x{h} in {_f(r['seconds'])} s ({_f(r['frames_per_s'])} frames/s overall, "
@@ -676,13 +681,13 @@ def main(argv=None) -> int:
                    help="the song's features, analysed beforehand (used only where librosa does not import)")
     p.add_argument("--compile-workers", type=int, default=0, help="generator steps compiled at once (default: 4, --quick 1)")
     p.add_argument("--keep-work", action="store_true", help="keep the scratch folder (weights, song, video)")
-    p.add_argument("--save-features", metavar="NPZ", help="only: analyse the full check's song and save its features")
+    p.add_argument("--save-features", metavar="NPZ", help="only: analyse the check's song (with --quick: the quick one) and save its features")
     p.add_argument("--part", choices=sorted(PART_FUNCTIONS), help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.save_features:
-        save_features(pathlib.Path(args.save_features))
+        save_features(pathlib.Path(args.save_features), QUICK if args.quick else FULL)
         return 0
     if args.part:
         return run_part(args)

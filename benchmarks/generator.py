@@ -188,14 +188,15 @@ def nvidia_init_kwargs(config: GeneratorConfig, num_fp16_res: int = 0) -> dict:
     }
 
 
-def nvidia_images(G, z: np.ndarray) -> np.ndarray:
-    """NVIDIA's float32 images `[N, C, H, W]` of `z [N, z_dim]` (constant noise), on G's device."""
+def nvidia_images(G, z: np.ndarray, *, force_fp32: bool = True) -> np.ndarray:
+    """NVIDIA's images `[N, C, H, W]` (float32) of `z [N, z_dim]` (constant noise), on G's device."""
     import torch
 
     device = next(G.parameters()).device
     with torch.no_grad():
         zt = torch.from_numpy(np.asarray(z, np.float32)).to(device)
-        return G(zt, torch.zeros([len(z), G.c_dim], device=device), noise_mode="const", force_fp32=True).cpu().numpy()
+        img = G(zt, torch.zeros([len(z), G.c_dim], device=device), noise_mode="const", force_fp32=force_fp32)
+        return img.float().cpu().numpy()
 
 
 def max_abs_diff(ours_nhwc, theirs_nchw) -> float:

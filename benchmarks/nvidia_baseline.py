@@ -123,7 +123,7 @@ def build_cuda_ops(repo: str) -> dict:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             built[name] = bool(module._init())
-        messages += [f"{name}: {w.message}" for w in caught]
+        messages += [f"{name}: {str(w.message)[-1500:]}" for w in caught]  # the traceback's end: the cause
     return {"built": built, "seconds": time.perf_counter() - t0, "messages": messages}
 
 

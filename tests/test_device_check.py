@@ -74,3 +74,21 @@ def test_a_part_stopped_at_its_cap_is_a_recorded_timeout(tmp_path):
     assert gen["status"] == "timeout" and "cap" in gen["error"]
     assert gen["part_s"] < 30
     assert result["total_s"] < 30
+
+
+@pytest.mark.slow
+def test_render_falls_back_to_features_analysed_beforehand_where_librosa_fails(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    features = tmp_path / "features.npz"
+    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--save-features", str(features)], cwd=REPO, env=env, check=True,
+                   timeout=300)
+    broken = tmp_path / "broken"
+    (broken / "librosa").mkdir(parents=True)
+    (broken / "librosa" / "__init__.py").write_text("raise ImportError('librosa broken on purpose')\n")
+    env["PYTHONPATH"] = os.pathsep.join([str(broken), *filter(None, [os.environ.get("PYTHONPATH")])])
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", "--parts", "render", "--features", str(features),
+                           "--out", str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    render = json.loads(proc.stdout.strip().splitlines()[-1])["render"]
+    assert render["status"] == "ok", render
+    assert render["features"] == "precomputed" and "librosa broken on purpose" in render["features_note"]
+    assert render["frames"] == 60
