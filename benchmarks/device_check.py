@@ -37,6 +37,7 @@ import math
 import os
 import pathlib
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -79,11 +80,11 @@ class Plan:
 
 
 FULL = Plan(
-    model="CONFIG_F_1024", batches=(32, 64, 8, 1), seconds=1.0, song_seconds=180.0, render_size=(1920, 1080),
+    model="CONFIG_F_1024", batches=(32, 64, 8, 1), seconds=0.5, song_seconds=180.0, render_size=(1920, 1080),
     render_scale=2, render_batch=32, fps=30.0, train_model="BENCH_CONFIG", train_batch=32, train_cycles=2,
     train_pl_weight=2.0, train_r1_gamma=None, train_augment=("xflip", "translate", "color", "cutout"), parity_tests=PARITY_TESTS,
-    budget_s=450.0, caps={"parity": 60, "generator": 150, "nvidia": 70, "render": 110, "train": 60},
-    min_s={"parity": 20, "generator": 40, "nvidia": 25, "render": 45, "train": 30}, compile_workers=4,
+    budget_s=450.0, caps={"parity": 50, "generator": 140, "nvidia": 60, "render": 130, "train": 50},
+    min_s={"parity": 20, "generator": 40, "nvidia": 25, "render": 60, "train": 30}, compile_workers=4,
 )
 QUICK = Plan(
     model="TINY_CONFIG", batches=(2,), seconds=0.05, song_seconds=2.0, render_size=(128, 72), render_scale=2,
@@ -167,12 +168,26 @@ def part_parity(plan: Plan, part: Part) -> None:
     cmd = [sys.executable, *safe_path, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *plan.parity_tests]
     env = dict(os.environ)
     if plan is FULL and importlib.util.find_spec("xdist") is not None:
-        cmd += ["-n", "4"]  # parallel compiles; each worker takes GPU memory as it goes
+        cmd += ["-n", "8"]  # parallel compiles; each worker takes GPU memory as it goes
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=max(1.0, part.left() - 3))
-    print(proc.stdout[-4000:], proc.stderr[-4000:], file=sys.stderr)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=max(1.0, part.left() - 3))
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        stop(proc)  # pytest and its workers
+        output, _ = proc.communicate()
+        timed_out = True
+    print(output[-6000:], file=sys.stderr)
+    if timed_out:  # what the progress lines say so far
+        progress = "".join(line.split("[")[0].strip() for line in output.splitlines()
+                           if re.fullmatch(r"[.FEsxX]+\s*(\[\s*\d+%\])?", line.strip()))
+        part.save(status="timeout", error="pytest did not finish in the part's time", passed=progress.count("."),
+                  failed=progress.count("F"), errors=progress.count("E"), skipped=progress.count("s"))
+        return
     if not xml.exists():
-        raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}): {(proc.stdout + proc.stderr).strip()[-300:]}")
+        raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}): {output.strip()[-300:]}")
     suites = ET.parse(xml).getroot()
     suites = [suites] if suites.tag == "testsuite" else list(suites)
     count = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
@@ -413,7 +428,8 @@ def part_train(plan: Plan, part: Part) -> None:
     train = TrainConfig(batch=plan.train_batch, pl_weight=plan.train_pl_weight, r1_gamma=plan.train_r1_gamma,
                         augment=plan.train_augment)
     part.save(**jax_device(), model=plan.train_model)
-    part.save(status="ok", **bench(model_config(plan.train_model), train, cycles=plan.train_cycles))
+    workers = part.args.compile_workers or plan.compile_workers  # the variants (at most 3) compiled at once
+    part.save(status="ok", **bench(model_config(plan.train_model), train, cycles=plan.train_cycles, compile_workers=workers))
 
 
 PART_FUNCTIONS = {"parity": part_parity, "generator": part_generator, "nvidia-build": part_nvidia_build,
@@ -679,7 +695,8 @@ def main(argv=None) -> int:
     p.add_argument("--nvidia-repo", default=str(REPO / ".whl" / "stylegan2-ada-pytorch"), help="stylegan2-ada-pytorch checkout")
     p.add_argument("--features", default=str(REPO / ".whl" / "device_check_features.npz"),
                    help="the song's features, analysed beforehand (used only where librosa does not import)")
-    p.add_argument("--compile-workers", type=int, default=0, help="generator steps compiled at once (default: 4, --quick 1)")
+    p.add_argument("--compile-workers", type=int, default=0,
+                   help="generator steps (and train step variants) compiled at once (default: 4, --quick 1)")
     p.add_argument("--keep-work", action="store_true", help="keep the scratch folder (weights, song, video)")
     p.add_argument("--save-features", metavar="NPZ", help="only: analyse the check's song (with --quick: the quick one) and save its features")
     p.add_argument("--part", choices=sorted(PART_FUNCTIONS), help=argparse.SUPPRESS)
