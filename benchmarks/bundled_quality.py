@@ -10,8 +10,11 @@
    none of them. They are split into the classifier's training images, a reference set and a
    data set (as many as there are samples each).
 2. A small conv net (`FruitNet`) learns which species a picture holds: one sigmoid head per
-   species, since a picture may hold up to three fruits. Its accuracy is the fraction of
-   reference pictures whose set of species it names exactly.
+   species, since a picture may hold up to three fruits. A fifth of each batch are pictures
+   of no fruit (`negatives`: the pictures cut into shuffled tiles, smooth random colour
+   fields); without them any picture gets a confident answer (a random-init generator's
+   colour clouds were 43% confidently "grapes", with them 0%). Its accuracy is the fraction
+   of reference pictures whose set of species it names exactly.
 3. Each model draws seeds 0..N-1 at psi 0.7 with constant noise (z as `gvjax generate`):
    - `confident`: the fraction of samples whose answer (the species with p >= 0.5, at least one)
      has probability >= 0.8 under the heads (`answer_confidence`);
@@ -60,6 +63,7 @@ TARGETS = {"confident": 0.7, "precision": 0.6, "recall": 0.3}
 #: (classifier training images, samples per model, classifier epochs)
 FULL = (6000, 1000, 12)
 QUICK = (1200, 100, 8)
+NEGATIVE_SHARE = 0.2
 
 
 # --- the metric: pure functions ---------------------------------------------------------------------
@@ -147,10 +151,41 @@ class FruitNet(nn.Module):
         return nn.Dense(self.species)(feats), feats
 
 
+def shuffle_tiles(images: np.ndarray, rng: np.random.Generator, tile: int = 16) -> np.ndarray:
+    """`images [B, H, W, C]` cut into `tile` x `tile` squares, shuffled within each picture (H, W multiples of tile)."""
+    b, h, w, c = images.shape
+    tiles = images.reshape(b, h // tile, tile, w // tile, tile, c).transpose(0, 1, 3, 2, 4, 5)
+    tiles = tiles.reshape(b, (h // tile) * (w // tile), tile, tile, c)
+    order = np.argsort(rng.random(tiles.shape[:2]), axis=1)
+    tiles = np.take_along_axis(tiles, order[:, :, None, None, None], axis=1)
+    return tiles.reshape(b, h // tile, w // tile, tile, tile, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+
+
+def colour_fields(rng: np.random.Generator, count: int, size: int = RESOLUTION) -> np.ndarray:
+    """uint8 `[count, size, size, 3]`: smooth random colour fields (2..16-pixel noise around a random colour, bicubic up)."""
+    from PIL import Image
+
+    out = np.empty((count, size, size, 3), np.uint8)
+    for i in range(count):
+        r = int(rng.choice([2, 4, 8, 16]))
+        low = np.clip(rng.uniform(0, 1, 3) + rng.uniform(0.1, 0.6) * rng.normal(size=(r, r, 3)), 0, 1)
+        out[i] = np.asarray(Image.fromarray((low * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC))
+    return out
+
+
+def negatives(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pictures of no fruit, as many as `images [B, H, W, 3]`: each either its tiles shuffled or a colour field."""
+    tiles = rng.random(len(images)) < 0.5
+    out = colour_fields(rng, len(images), images.shape[1])
+    out[tiles] = shuffle_tiles(images[tiles], rng)
+    return out
+
+
 def train_classifier(images: np.ndarray, targets: np.ndarray, *, epochs: int, batch: int = 64, seed: int = 0):
     """(FruitNet, parameters) fitted to uint8 `images [N, 64, 64, 3]` and multi-hot `targets [N, S]`.
 
-    Sigmoid cross-entropy, Adam with a warm-up and cosine decay, random horizontal flips.
+    Sigmoid cross-entropy, Adam with a warm-up and cosine decay, random horizontal flips; a
+    `NEGATIVE_SHARE` of each batch is replaced by `negatives` with no species.
     """
     net = FruitNet(species=targets.shape[1])
     params = net.init(jax.random.key(seed), jnp.zeros((1, *images.shape[1:]), jnp.float32))
@@ -174,7 +209,10 @@ def train_classifier(images: np.ndarray, targets: np.ndarray, *, epochs: int, ba
         for i in range(len(images) // batch):
             idx = order[i * batch : (i + 1) * batch]
             x = np.where(rng.random(batch)[:, None, None, None] < 0.5, images[idx, :, ::-1], images[idx])
-            params, state, _ = step(params, state, to_float(x), targets[idx].astype(np.float32))
+            y = targets[idx].astype(np.float32)
+            neg = rng.random(batch) < NEGATIVE_SHARE
+            x[neg], y[neg] = negatives(x[neg], rng), 0
+            params, state, _ = step(params, state, to_float(x), y)
     return net, params
 
 
@@ -266,7 +304,7 @@ def score(probs: np.ndarray, feats: np.ndarray, reference_feats: np.ndarray, k: 
     return {**species_coverage(probs), "precision": precision, "recall": recall}
 
 
-def run(models: dict[str, str], *, quick: bool = False, samples_count: int | None = None, k: int = K, log=None) -> dict:
+def run(models: dict[str, str], *, quick: bool = False, samples_count: int | None = None, k: int = K, classifier_seed: int = 0, log=None) -> dict:
     """`{name: row}` for each `{name: model spec}`, plus "data" (held-out data set images); see the module docstring."""
     from gvjax.train.fruit import FRUITS
 
@@ -282,11 +320,11 @@ def run(models: dict[str, str], *, quick: bool = False, samples_count: int | Non
     log(f"# {len(images)} fruit images (seed {DATA_SEED}) in {time.perf_counter() - t0:.0f} s")
     train, reference, data = np.split(np.arange(len(images)), [n_train, n_train + n_samples])
     t0 = time.perf_counter()
-    net, params = train_classifier(images[train], targets[train], epochs=epochs)
+    net, params = train_classifier(images[train], targets[train], epochs=epochs, seed=classifier_seed)
     ref_probs, ref_feats = classify(net, params, images[reference])
     accuracy = float(((ref_probs >= 0.5) == targets[reference].astype(bool)).all(axis=1).mean())
     log(f"# classifier: {len(train)} images, {epochs} epochs, {time.perf_counter() - t0:.0f} s; exact-species accuracy {accuracy:.3f} on {len(reference)} held-out")
-    setup = {"samples": n_samples, "psi": PSI, "threshold": THRESHOLD, "k": k, "data_seed": DATA_SEED, "classifier_accuracy": accuracy, "species": list(FRUITS)}
+    setup = {"samples": n_samples, "psi": PSI, "threshold": THRESHOLD, "k": k, "data_seed": DATA_SEED, "classifier_seed": classifier_seed, "classifier_accuracy": accuracy, "species": list(FRUITS)}
     rows = {"data": {**score(*classify(net, params, images[data]), ref_feats, k), "classifier_accuracy": accuracy}}
     scored: dict[str, dict] = {}
     for name, (ckpt, digest) in loaded.items():
@@ -317,7 +355,12 @@ def table(result: dict) -> str:
             continue
         missing = ", ".join(s for s, n in zip(species, row["histogram"]) if n == 0) or "-"
         spec = row.get("model", "")
-        label = f"{name} (bundled at {spec[4:11]})" if spec.startswith("git:") else f"{name} ({spec})" if spec else "data (held-out images)"
+        if not spec:
+            label = "data (held-out images)"
+        elif spec.startswith("git:"):
+            label = f"{name} (bundled at {spec[4:11]})"
+        else:
+            label = spec if spec == name else f"{name} ({spec})"
         lines.append(
             f"| {label} | {row['confident']:.1%} | {row['species_present']}/{row['species_total']} | {row['evenness']:.2f} "
             f"| {row['precision']:.3f} | {row['recall']:.3f} | {missing} | {', '.join(missed_targets(row)) or '-'} |"
@@ -332,6 +375,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="extend", nargs="+", default=[], metavar="SPEC", help="other models to score")
     ap.add_argument("--samples", type=int, help="samples per model and reference images (default 1000, --quick 100)")
     ap.add_argument("--k", type=int, default=K, help="neighbours for the precision/recall manifolds")
+    ap.add_argument("--classifier-seed", type=int, default=0, help="the classifier's init and batch order (to see its spread)")
     ap.add_argument("--quick", action="store_true", help="a small data set and classifier, 100 samples (for tests)")
     ap.add_argument("--json", action="store_true", help="also print the result as one JSON object on the last line")
     args = ap.parse_args(argv)
@@ -339,7 +383,7 @@ def main(argv=None) -> int:
         ap.error(f"--samples must be more than --k ({args.k})")
     models = {"new": args.new, "old": args.old, **{spec: spec for spec in args.model}}
     try:
-        result = run(models, quick=args.quick, samples_count=args.samples, k=args.k)
+        result = run(models, quick=args.quick, samples_count=args.samples, k=args.k, classifier_seed=args.classifier_seed)
     except GvjaxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -113,6 +113,19 @@ def test_missed_targets():
     assert bq.missed_targets(row) == ["recall", "species_present"]
 
 
+def test_negatives_are_the_pictures_tiles_or_colour_fields():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    shuffled = bq.shuffle_tiles(images, rng, tile=16)
+    tiles = lambda x: sorted(x[r : r + 16, c : c + 16].tobytes() for r in range(0, 64, 16) for c in range(0, 64, 16))
+    for a, b in zip(images, shuffled):
+        assert tiles(a) == tiles(b) and not np.array_equal(a, b)
+    fields = bq.colour_fields(rng, 4)
+    assert fields.shape == (4, 64, 64, 3) and fields.dtype == np.uint8
+    assert np.abs(np.diff(fields.astype(int), axis=2)).mean() < 8  # smooth
+    assert bq.negatives(images, rng).shape == images.shape and bq.negatives(images[:0], rng).shape == (0, 64, 64, 3)
+
+
 def test_classifier_shapes():
     net = bq.FruitNet(species=len(FRUITS))
     params = net.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32))
@@ -128,6 +141,11 @@ def test_held_out_from_the_bundled_models_images():
 
 
 # --- the whole benchmark ----------------------------------------------------------------------------
+
+
+def test_a_missing_model_is_one_line_before_any_work():
+    r = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--model", "/nonexistent"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == "error: no such model: /nonexistent" and r.stdout == ""
 
 
 @pytest.mark.slow
