@@ -1,8 +1,11 @@
 """One device check (issue 12): everything a session lent an accelerator measures, in one command.
 
     bash benchmarks/prepare_device_check.sh          # here: wheels, ffmpeg, NVIDIA's code into .whl/
-    bash benchmarks/device_check.sh                  # there (the device `run` call it prints)
+    bash benchmarks/device_check.sh                  # there: the device `run` call below
     python benchmarks/device_check.py --quick --json # here, on CPU: the same code on a tiny config
+
+The device call (tool `run`, once per lent task): command `bash benchmarks/device_check.sh`,
+carry `[".whl"]`, timeout_s 540. The parts take at most `FULL.budget_s` (450 s) together.
 
 In order, each part in its own process with a time cap (a crash, a hang or a failure is recorded
 in the JSON and the next part runs; a part that would overrun the budget is recorded as skipped):
@@ -109,7 +112,7 @@ def model_config(name: str):
 
 
 class Skip(Exception):
-    """A part (or one of its measurements) that cannot run here; recorded with its reason."""
+    """A part that cannot run here; recorded with its reason."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -150,6 +153,15 @@ def finite(tree):
     if isinstance(tree, float) and not math.isfinite(tree):
         return None
     return tree
+
+
+def save_npz(path: pathlib.Path, **arrays) -> None:
+    """np.savez, renamed into place when complete (a part stopped at its cap leaves no torn file)."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
 
 
 def jax_device() -> dict:
@@ -214,7 +226,7 @@ def part_generator(plan: Plan, part: Part) -> None:
     config = model_config(plan.model)
     t0 = time.perf_counter()
     variables = jax.device_get(init_variables(config, jax.random.key(0)))
-    np.savez(part.work / "weights.npz", **state_dict_from_variables(variables, config))  # NVIDIA's part uses them
+    save_npz(part.work / "weights.npz", **state_dict_from_variables(variables, config))  # NVIDIA's part uses them
     part.save(**jax_device(), model=plan.model, config=config.to_dict(), params=count_params(variables["params"]),
               init_s=time.perf_counter() - t0, compile_workers=part.args.compile_workers or plan.compile_workers,
               seconds_per_figure=plan.seconds, rows=[], skipped_rows=[])
@@ -235,14 +247,12 @@ def part_generator(plan: Plan, part: Part) -> None:
             for prep in prepared:
                 row = time_prepared(prep, seconds=plan.seconds)
                 if row["dtype"] == "float32" and not (part.work / "ours_float32.npz").exists():
-                    np.savez(part.work / "ours_float32.npz", z=np.asarray(prep.z[:2]), images=prep.images()[:2])
+                    save_npz(part.work / "ours_float32.npz", z=np.asarray(prep.z[:2]), images=prep.images()[:2])
                 part.save(rows=part.result["rows"] + [{k: row[k] for k in (
                     "batch", "dtype", "modconv", "images_per_s", "seconds_per_batch", "gflops_per_image", "gflop_per_s",
                     "compile_s", "arrange_s")}])
             del prepared, futures
-    rows = part.result["rows"]
-    best = {d: max((r for r in rows if r["dtype"] == d), key=lambda r: r["images_per_s"], default=None) for d in DTYPES}
-    part.save(status="ok", best={d: r for d, r in best.items() if r})
+    part.save(status="ok", best=best_rows(part.result["rows"]))
 
 
 def part_nvidia_build(plan: Plan, part: Part) -> None:
@@ -319,6 +329,7 @@ def part_nvidia(plan: Plan, part: Part) -> None:
     part.save(device=device, torch=torch.__version__, gpu=torch.cuda.get_device_name(0) if device == "cuda" else None,
               build=build, cuda_ops=cuda_ops, weights=source, num_fp16_res=fp16_res, cudnn_benchmark=True,
               tf32_convs=bool(torch.backends.cudnn.allow_tf32), rows=[], skipped_rows=[])
+
     def ops_used(ops: str):
         return reference_ops(repo) if ops == "reference" else contextlib.nullcontext()
 
@@ -608,6 +619,7 @@ def _numbers(name: str, r: dict) -> str:
 
 
 def best_rows(rows: list[dict]) -> dict:
+    """dtype -> the generator row with the most images/s."""
     best = {}
     for r in rows:
         if r["images_per_s"] > best.get(r["dtype"], {}).get("images_per_s", 0):
