@@ -602,10 +602,10 @@ def dataset_fruit(
     res: int = typer.Option(128, min=8, help="Side length in pixels."),
     seed: int = typer.Option(0, help="Seed: the same seed gives the same images."),
 ):
-    """Procedural fruit on white: apples, oranges, lemons, pears, cherries, grapes, bananas, ..."""
+    """Procedural fruit on white: apples, oranges, lemons, pears, cherries, grapes, bananas, ...; OUT/labels.json names each picture's species."""
     from gvjax.train.fruit import write_fruit_dataset
 
-    path = write_fruit_dataset(out, count=count, resolution=res, seed=_seed("--seed", seed))
+    path = write_fruit_dataset(out, count=count, resolution=res, seed=_seed("--seed", seed), labels=True)
     typer.echo(f"wrote {count} fruit images ({res}x{res}) to {path}")
 
 

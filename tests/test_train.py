@@ -221,7 +221,7 @@ def test_dataset_fruit_command(tmp_path):
     r = run_cli("dataset", "fruit", out, "--count", 5, "--res", 16, "--seed", 2)
     assert r.returncode == 0, r.stderr
     files = sorted(p.name for p in out.iterdir())
-    assert files == [f"fruit{i:06d}.png" for i in range(5)]
+    assert files == [f"fruit{i:06d}.png" for i in range(5)] + ["labels.json"]
     from gvjax.images import read_png
 
     np.testing.assert_array_equal(read_png(out / "fruit000003.png"), fruit_image(16, 2, 3)[0])
