@@ -178,7 +178,7 @@ def part_parity(plan: Plan, part: Part) -> None:
     xml = part.work / "parity.xml"
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []  # gvjax as installed, not the tree's bare folder
     cmd = [sys.executable, *safe_path, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *plan.parity_tests]
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}  # nothing to share there
     if plan is FULL and importlib.util.find_spec("xdist") is not None:
         cmd += ["-n", "8"]  # parallel compiles; each worker takes GPU memory as it goes
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
@@ -428,6 +428,8 @@ def part_render(plan: Plan, part: Part) -> None:
     (part.work / "video").mkdir(exist_ok=True)
     r = timed_render(cfg, ckpt, song, part.work / "video" / "render.mp4", model_spec=plan.model, force=True,
                      cache_dir=part.work / "cache", features=features, on_batch=progress)
+    for key in ("frames_so_far", "seconds_so_far"):
+        part.result.pop(key, None)
     part.save(status="ok", **r, realtime_factor=plan.song_seconds / r["seconds"])
 
 
@@ -610,7 +612,8 @@ def _numbers(name: str, r: dict) -> str:
     if name == "render" and "frames" in r:
         w, h = r["size"]
         return (f"{r['frames']} frames {w}x{h} in {_f(r['seconds'])} s ({_f(r['frames_per_s'])} frames/s overall, "
-                f"loop {_f(r['loop_frames_per_s'])}; features {_f(r['features_s'])} s, first batch {_f(r['first_batch_s'])} s)")
+                f"loop {_f(r['loop_frames_per_s'])}; features {_f(r['features_s'])} s after a {_f(r.get('features_warmup_s'))} s "
+                f"warm-up, first batch at {_f(r['first_batch_s'])} s)")
     if name == "render" and "frames_so_far" in r:
         return f"{r['frames_so_far']} frames in {_f(r['seconds_so_far'])} s before it stopped"
     if name == "train" and "images_per_s" in r:

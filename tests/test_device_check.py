@@ -69,7 +69,7 @@ def test_parts_past_the_budget_are_recorded_as_skipped(tmp_path):
 
 
 def test_a_part_stopped_at_its_cap_is_a_recorded_timeout(tmp_path):
-    result, _ = device_check(tmp_path, "--quick", "--parts", "generator", "--budget", "6")
+    result, _ = device_check(tmp_path, "--quick", "--parts", "generator", "--budget", "7")
     gen = result["generator"]
     assert gen["status"] == "timeout" and "cap" in gen["error"]
     assert gen["part_s"] < 30
