@@ -95,9 +95,10 @@ class SegmentWriter:
         return self.folder / f"seg{index:05d}.tmp.h264"
 
     def _finish_oldest(self) -> None:
-        index, writer = self._open.popleft()
+        index, writer = self._open[0]  # dropped only once its file is in place: an interrupt here retries it
         writer.close()
         os.replace(self._tmp(index), segment_path(self.folder, index))
+        self._open.popleft()
 
     def _start_segment(self) -> None:
         while len(self._open) >= self.workers:
@@ -114,9 +115,9 @@ class SegmentWriter:
             take = min(len(frames), self.segment_frames - self.frames_in_segment)
             for frame in frames[:take]:  # one frame a queue item: the queue bounds the frames held
                 self._current.write(frame[None])
+                self.frames_in_segment += 1  # counted per frame: an interrupt between two stays exact
+                self.frames += 1
             frames = frames[take:]
-            self.frames_in_segment += take
-            self.frames += take
             if self.frames_in_segment == self.segment_frames:
                 self._current.end_input()  # its ffmpeg finishes in the background
                 self._current, self.frames_in_segment = None, 0
