@@ -25,7 +25,6 @@ source is executed: files are read with `gvjax.convert.torch_io.load_torch_file`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +37,7 @@ from gvjax.convert import nvidia, rosinality, stylegan3, tensorflow
 from gvjax.convert.safe_pickle import PersistentObject, PickledNamespace
 from gvjax.convert.torch_io import load_torch_file, module_attributes, module_buffer_names, module_state_dict
 from gvjax.errors import GvjaxError
+from gvjax.outputs import sha256_file
 from gvjax.models.stylegan3 import StyleGAN3Config
 
 #: rosinality checkpoints without `latent_avg`: w_avg is the mean of this many mapped z (as its mean_latent)
@@ -47,15 +47,6 @@ W_AVG_SEED = 0
 
 class UnsupportedCheckpointError(GvjaxError):
     """A readable file that is not a StyleGAN2 generator gvjax can convert."""
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in `chunk`-byte pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -238,7 +238,8 @@ def _replay(record_file: pathlib.Path, allow_changed: bool):
     saw (sha256); a change is refused by name, unless `allow_changed`, and then recorded.
     """
     from gvjax.render.config import RenderConfig
-    from gvjax.render.pipeline import read_record, sha256_file, variables_digest
+    from gvjax.outputs import sha256_file
+    from gvjax.render.pipeline import read_record, variables_digest
     from gvjax.render.timeline import read_timeline_source
 
     record = read_record(record_file)

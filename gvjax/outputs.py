@@ -243,9 +243,12 @@ def atomic_output(path: str | os.PathLike, *, directory: bool = False, suffix: s
         raise
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> pathlib.Path:
-    """Write `text` to `path` through a temporary sibling."""
-    path = pathlib.Path(path)
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
-    return path
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in `chunk`-byte pieces."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

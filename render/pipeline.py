@@ -23,7 +23,7 @@ from gvjax.errors import GvjaxError
 from gvjax.generate import label_vector
 from gvjax.model import Generator
 from gvjax.precision import describe as describe_precision, jax_dtype
-from gvjax.outputs import VIDEO_FORMATS, check_file_output, check_record_output, check_video_output, new_sibling, remove, replace_into
+from gvjax.outputs import VIDEO_FORMATS, sha256_file, check_file_output, check_record_output, check_video_output, new_sibling, remove, replace_into
 from gvjax.spline import keyframes_from_npy, keyframes_from_seeds
 from gvjax.warps import channel_mask, cluster_channels
 
@@ -52,14 +52,6 @@ class RenderResult:
     total_frames: int
     seconds: float
     loop_frames_per_s: float  # steady state: frames after the first batch (which compiles) per second
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def variables_digest(variables: Any) -> str:
@@ -372,8 +364,9 @@ def render_video(
     timeline = parse_timeline_text(*timeline_source) if timeline_source else default_timeline(cfg)
     model_digest = variables_digest(ckpt.variables)
     parts = partial_dir(out)
+    song_digest = sha256_file(song)
     key = hashlib.sha256(json.dumps({
-        "config": cfg.to_dict(), "model": model_digest, "audio": sha256_file(song),
+        "config": cfg.to_dict(), "model": model_digest, "audio": song_digest,
         "timeline": None if timeline_source is None else timeline_source[1],
     }, sort_keys=True).encode()).hexdigest()
     manifest = None
@@ -443,7 +436,7 @@ def render_video(
             gain=peak_gain(song, start=cfg.start, duration=done / cfg.fps),
         )
         record = make_record(
-            out, cfg, ckpt, song, model_spec=model_spec, model_digest=model_digest, demo=demo, frames=done, total_frames=n_frames,
+            out, cfg, ckpt, song, model_spec=model_spec, model_digest=model_digest, song_digest=song_digest, demo=demo, frames=done, total_frames=n_frames,
             compilations=step.compilations, timeline_source=timeline_source, replay=replay,
         )
         if first_segment:
@@ -477,7 +470,7 @@ def record_path(out: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(out).with_suffix(".json")
 
 
-def make_record(out, cfg, ckpt, song, *, model_spec, model_digest, demo, frames, total_frames, compilations, timeline_source=None, replay=None) -> dict:
+def make_record(out, cfg, ckpt, song, *, model_spec, model_digest, song_digest, demo, frames, total_frames, compilations, timeline_source=None, replay=None) -> dict:
     """OUT.json's content: everything needed to render the same video again (`gvjax render --from`)."""
     versions = {}
     for pkg in PACKAGES:
@@ -489,7 +482,7 @@ def make_record(out, cfg, ckpt, song, *, model_spec, model_digest, demo, frames,
         RECORD_KEY: 1,
         "config": cfg.to_dict(),
         "model": {"spec": model_spec, "sha256": model_digest, "generator": ckpt.config.to_dict(), "provenance": ckpt.provenance},
-        "audio": {"path": None if demo else str(pathlib.Path(song).absolute()), "demo": demo, "sha256": sha256_file(song)},
+        "audio": {"path": None if demo else str(pathlib.Path(song).absolute()), "demo": demo, "sha256": song_digest},
         "timeline": None if timeline_source is None else {
             "name": timeline_source[0], "sha256": hashlib.sha256(timeline_source[1].encode()).hexdigest(), "toml": timeline_source[1],
         },

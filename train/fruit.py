@@ -31,7 +31,7 @@ import pathlib
 import numpy as np
 
 from gvjax.errors import GvjaxError
-from gvjax.outputs import OutputError, check_writable_dir, new_sibling, os_error_message, remove
+from gvjax.outputs import atomic_output, check_writable_dir
 
 SUPERSAMPLE = 3
 LIGHT = np.array([-0.45, -0.6, 0.66])
@@ -494,8 +494,7 @@ def write_fruit_dataset(
     if not 1 <= count <= MAX_COUNT or not 8 <= resolution <= MAX_RESOLUTION:
         raise GvjaxError(f"--count must be in 1..{MAX_COUNT:,} and --res in 8..{MAX_RESOLUTION}, got {count} and {resolution}")
     check_writable_dir(out.absolute().parent)
-    tmp = new_sibling(out, directory=True)
-    try:
+    with atomic_output(out, directory=True) as tmp:  # an empty `out` is replaced; a failure leaves nothing
         kinds_per_image = {}
         for i in range(count):
             img, kinds = fruit_image(resolution, seed, i)
@@ -504,13 +503,4 @@ def write_fruit_dataset(
                 kinds_per_image[f"fruit{i:06d}.png"] = kinds
         if labels:
             (tmp / LABELS_FILE).write_text(json.dumps(fruit_labels(kinds_per_image)) + "\n")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except OSError as e:
-        remove(tmp)
-        raise OutputError(f"could not write {out}: {os_error_message(e, out)}") from None
-    except BaseException:
-        remove(tmp)
-        raise
     return out
