@@ -135,7 +135,9 @@ class SegmentWriter:
         while self._open:
             try:
                 self._finish_oldest()
-            except GvjaxError as e:
+            except GvjaxError as e:  # that segment is lost: drop it and finish the others
+                index, _ = self._open.popleft()
+                remove(self._tmp(index))
                 error = error or e
         if error is not None:
             raise error

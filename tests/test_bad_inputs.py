@@ -384,7 +384,7 @@ def test_the_table_is_large_and_covers_every_command():
 
 
 def subprocess_run(argv):
-    r = run_cli(*argv, cwd=os.getcwd())
+    r = run_cli(*argv, cwd=os.getcwd(), timeout=240)  # each case takes seconds: a hang fails fast
     return r.returncode, r.stderr
 
 
