@@ -30,7 +30,7 @@ from gvjax.model import count_params, init_variables
 from gvjax.train.config import TrainConfig
 from gvjax.train.data import to_float
 from gvjax.train.fruit import fruit_image
-from gvjax.train.run import make_mesh
+from gvjax.distributed import global_mesh
 from gvjax.train.step import init_state, jit_train_step, make_networks, reg_flags
 
 CYCLE = 16  # lcm of the regularisation intervals (4, 16)
@@ -49,7 +49,7 @@ def bench(g_config: GeneratorConfig, train: TrainConfig, *, cycles: int, compile
     nets = make_networks(g_config, d_config, train)
     g = init_variables(g_config, jax.random.key(0))
     d = init_d_variables(d_config, jax.random.key(1))
-    mesh = make_mesh(train.batch)
+    mesh = global_mesh("data", divides=train.batch)
     from jax.sharding import NamedSharding, PartitionSpec
 
     rep, data = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))

@@ -80,29 +80,34 @@ def captured() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def quiet_stderr(source: str) -> Iterator[None]:
+def quiet_stderr(source: str, *, stdout: bool = False) -> Iterator[None]:
     """Keep what C libraries write on file descriptor 2 (and Python warnings) off the terminal
-    during the block; it goes to `note(source, ...)`. fd 2 is restored even when the block
-    raises. The redirect is process-wide: another thread's stderr is captured meanwhile too.
+    during the block; it goes to `note(source, ...)`. With `stdout`, fd 1 too (gloo prints its
+    connections there). The fds are restored even when the block raises. The redirect is
+    process-wide: another thread's output is captured meanwhile too.
     """
+    fds = (2, 1) if stdout else (2,)
     with tempfile.TemporaryFile() as tmp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sys.stderr.flush()
-        try:
-            saved = os.dup(2)
-        except OSError:  # no fd 2 at all: nothing to redirect
-            saved = None
-        else:
-            os.dup2(tmp.fileno(), 2)
-        outer, _state["terminal_fd"] = _state["terminal_fd"], saved if _state["terminal_fd"] is None else _state["terminal_fd"]
+        sys.stdout.flush()
+        saved = {}
+        for fd in fds:
+            try:
+                saved[fd] = os.dup(fd)
+            except OSError:  # no such fd at all: nothing to redirect
+                continue
+            os.dup2(tmp.fileno(), fd)
+        outer, _state["terminal_fd"] = _state["terminal_fd"], saved.get(2) if _state["terminal_fd"] is None else _state["terminal_fd"]
         try:
             yield
         finally:
             _state["terminal_fd"] = outer
-            if saved is not None:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
+            sys.stderr.flush()
+            sys.stdout.flush()
+            for fd, old in saved.items():
+                os.dup2(old, fd)
+                os.close(old)
             tmp.seek(0)
             note(source, tmp.read().decode("utf-8", "replace"))
             for w in caught:

@@ -54,10 +54,18 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 
 
 def _checkpointer():
+    """An orbax checkpointer of host (numpy) trees that involves this process only.
+
+    A gvjax checkpoint is a folder of files on one host: in a multi-process run, process 0
+    alone writes the final model (orbax's default would wait at a barrier for every process)
+    and each process reads its starting model by itself.
+    """
     import orbax.checkpoint as ocp
 
     logging.getLogger("absl").setLevel(logging.WARNING)
-    return ocp.PyTreeCheckpointer()
+    me = jax.process_index()
+    alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"gvjax-ckpt-{me}")
+    return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone), multiprocessing_options=alone)
 
 
 def _to_numpy(tree):

@@ -81,6 +81,16 @@ def require_stylegan2(ckpt, what: str) -> None:
         )
 
 
+COORDINATOR_HELP = "Multi-process run: HOST:PORT of process 0's coordinator (with --num-processes, --process-id; default: the cluster JAX detects, else one process)."
+
+
+def _join(coordinator: Optional[str], num_processes: Optional[int], process_id: Optional[int]) -> None:
+    """Join a multi-process run before anything touches a device (see gvjax.distributed)."""
+    from gvjax.distributed import ProcessSpec, initialize
+
+    initialize(ProcessSpec(coordinator, num_processes, process_id))
+
+
 def load_model(spec: str):
     """A Checkpoint from a model spec: 'bundled', a checkpoint directory, or a .pkl/.pt source file."""
     from gvjax.bundled import BUNDLED_NAME, bundled_model
@@ -410,11 +420,15 @@ def render(
     resume: bool = typer.Option(False, "--resume", help="Continue a render that was killed, from its last finished segment (OUT.mp4.gvjax-partial/)."),
     encoders: int = typer.Option(2, help="ffmpeg processes encoding segments at once."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    coordinator: Optional[str] = typer.Option(None, "--coordinator", help=COORDINATOR_HELP),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Processes in the run (the same command on each, every process with its own --process-id)."),
+    process_id: Optional[int] = typer.Option(None, "--process-id", help="This process's index in the run, 0 .. N-1 (process 0 writes the output)."),
 ):
     """Render SONG into a video whose motion follows the music."""
     from gvjax.outputs import check_file_output, check_record_output, check_video_output
     from gvjax.render.pipeline import RECORD_KEY, record_path
 
+    _join(coordinator, num_processes, process_id)
     if out is None:
         raise GvjaxError("give the output video with -o OUT.mp4")
     check_video_output(out)
@@ -458,7 +472,10 @@ def render(
             inputs.append(("timeline", cfg.timeline))
         result = _render(cfg, ckpt, song, out, model_spec=model, progress=not quiet, force=force, inputs=inputs,
                          timeline_source=timeline_source, replay=replay, resume=resume, encoders=encoders)
-    typer.echo(f"wrote {result.video} ({result.frames} frames, {result.seconds:.1f}s) and {result.record.name}")
+    if result.part is not None and process_id:
+        typer.echo(f"process {process_id}: rendered frames {result.part[0]}..{result.part[1] - 1} of {result.total_frames}; process 0 wrote the video")
+    else:
+        typer.echo(f"wrote {result.video} ({result.frames} frames, {result.seconds:.1f}s) and {result.record.name}")
 
 
 @app.command()
@@ -555,12 +572,16 @@ def train(
     snap: float = typer.Option(4.0, help="Checkpoint interval, kimg."),
     sample_kimg: float = typer.Option(4.0, help="Sample-grid interval, kimg."),
     keep: int = typer.Option(3, help="Checkpoints to keep."),
+    coordinator: Optional[str] = typer.Option(None, "--coordinator", help=COORDINATOR_HELP),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Processes in the run (the same command on each, every process with its own --process-id)."),
+    process_id: Optional[int] = typer.Option(None, "--process-id", help="This process's index in the run, 0 .. N-1 (process 0 writes the output)."),
 ):
     """Train (fine-tune) a StyleGAN2 on a folder of images, starting from --from."""
     from gvjax.outputs import OutputError, check_not_input
     from gvjax.train.config import TrainConfig
     from gvjax.train.run import train as run_training
 
+    _join(coordinator, num_processes, process_id)
     _finite("--kimg", kimg, positive=True)
     for option, value in (("--lr", lr), ("--gamma", gamma), ("--ema-kimg", ema_kimg), ("--pl-weight", pl_weight), ("--ada-target", ada_target),
                           ("--augment-p", augment_p), ("--ada-kimg", ada_kimg), ("--snap", snap), ("--sample-kimg", sample_kimg)):

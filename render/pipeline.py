@@ -10,6 +10,7 @@ import math
 import os
 import pathlib
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from gvjax.audio import audio_duration, compute_features, peak_gain
 from gvjax.checkpoint import Checkpoint
+from gvjax.distributed import ProcessLost, gather_bytes, process_range, sync
 from gvjax.errors import GvjaxError
 from gvjax.generate import label_vector
 from gvjax.model import Generator
@@ -30,7 +32,10 @@ from gvjax.warps import channel_mask, cluster_channels
 from gvjax.render.config import SPLINE_ALPHAS, RenderConfig
 from gvjax.render.step import FrameSpec, RenderStep, check_preview, check_warps
 from gvjax.render.timeline import Section, Timeline, parse_timeline_text, plan_frames, read_timeline_source
-from gvjax.render.segments import SegmentWriter, concat_segments, finished_segments, partial_dir, read_manifest, start_partial
+from gvjax.render.segments import (
+    PARTIAL_SUFFIX, SegmentWriter, concat_segments, finished_segments, partial_dir, process_partial_dir, read_manifest, segment_path,
+    start_partial,
+)
 from gvjax.render.video import mux_audio
 
 PACKAGES = ("gvjax", "jax", "jaxlib", "flax", "numpy", "librosa", "imageio-ffmpeg")
@@ -52,6 +57,7 @@ class RenderResult:
     total_frames: int
     seconds: float
     loop_frames_per_s: float  # steady state: frames after the first batch (which compiles) per second
+    part: tuple[int, int] | None = None  # [first, last) frames this process rendered, in a multi-process run
 
 
 def variables_digest(variables: Any) -> str:
@@ -166,7 +172,7 @@ def estimate_frame_bytes(gcfg, width: int, height: int, scale: int) -> int:
 
 def available_memory_bytes() -> int | None:
     """Memory the render step may use: the first device's limit on accelerators, MemAvailable on CPU."""
-    dev = jax.devices()[0]
+    dev = jax.local_devices()[0]
     if dev.platform != "cpu":
         try:
             return int(dev.memory_stats()["bytes_limit"])
@@ -255,21 +261,22 @@ class RenderJob:
     keyframes: list[np.ndarray]  # per section, [N, num_ws, w_dim]
     step: RenderStep
 
-    def batch_ranges(self, start: int = 0) -> list[tuple[int, int]]:
-        """[first, last) frame ranges of the step's batches from frame `start`; batches never straddle a section change."""
-        return [(a, min(a + self.step.batch, b)) for a, b in self.plan.segments() if b > start
-                for a in range(max(a, start), b, self.step.batch)]
+    def batch_ranges(self, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
+        """[first, last) frame ranges of the step's batches over frames [start, stop); batches never straddle a section change."""
+        stop = self.n_frames if stop is None else stop
+        return [(a, min(a + self.step.batch, b, stop)) for a, b in self.plan.segments() if b > start
+                for a in range(max(a, start), min(b, stop), self.step.batch)]
 
-    def batches(self, start: int = 0):
+    def batches(self, start: int = 0, stop: int | None = None):
         """Yield `(first frame, uint8 frames [batch, H, W, 3] on the device, n valid)` in order,
-        from frame `start` on.
+        for frames [start, stop) (default: to the end).
 
         Batch i+1 is dispatched before batch i is handed out, so the device computes while
         the host encodes. Slit-scan histories carry from batch to batch (one pass only; a pass
         from `start` > 0 begins them with copies of frame `start`'s features).
         """
         plan, kf, pending = self.plan, self.keyframes, None
-        for first, last in self.batch_ranges(start):
+        for first, last in self.batch_ranges(start, stop):
             idx = np.arange(first, last)
             sa, sb = int(plan.section_a[first]), int(plan.section_b[first])
             frames = self.step(kf[sa], plan.t_a[idx], kf[sb], plan.t_b[idx], plan.fade[idx], idx, plan.strengths[idx])
@@ -347,18 +354,31 @@ def render_video(
     uses the text its record stored). replay: what `--from` adds to the new record.
     cache_dir: where channel clusters are cached ('default': `default_cache_dir()`, None: nowhere).
     `on_batch(frames_done)` is called after each batch is queued (tests use it to interrupt).
+
+    In a multi-process run (`gvjax.distributed.initialize`), every process calls this with the
+    same arguments. Each renders a contiguous range of whole segments on its own devices
+    (slit-scan histories warmed up from the frames before it), encodes them into a folder of
+    its own, and sends the encoded bytes to process 0 through JAX's multi-host utilities;
+    process 0 joins them, muxes the audio and writes `out` and the record. The video equals a
+    one-process render frame for frame. If a process stops, the others raise ProcessLost and
+    nothing is written.
     Ctrl-C (and SIGTERM, which the CLI turns into Ctrl-C) keeps the frames done so far as a
     playable video and raises RenderInterrupted.
     """
     t_start = time.perf_counter()
+    nproc, pid = jax.process_count(), jax.process_index()
+    primary = pid == 0
     out = check_video_output(out)
     song = pathlib.Path(song)
     if not (isinstance(encoders, int) and 1 <= encoders <= 64):
         raise GvjaxError(f"--encoders must be a whole number from 1 to 64, got {encoders}")
+    if resume and nproc > 1:
+        raise GvjaxError("--resume continues a render of one process (a multi-process render keeps no segments on the other hosts)")
     all_inputs = (("song", None if demo else song), *((f"stem {name}", path) for name, path in cfg.stems),
                   ("keyframes file", cfg.keyframes_npy), *inputs)
-    check_file_output(out, force=force, inputs=all_inputs)
-    check_record_output(record_path(out), key=RECORD_KEY, force=force, inputs=((*all_inputs, ("video", out))))
+    if primary:  # only process 0 writes the video and its record
+        check_file_output(out, force=force, inputs=all_inputs)
+        check_record_output(record_path(out), key=RECORD_KEY, force=force, inputs=((*all_inputs, ("video", out))))
     if timeline_source is None and cfg.timeline:
         timeline_source = read_timeline_source(cfg.timeline)
     timeline = parse_timeline_text(*timeline_source) if timeline_source else default_timeline(cfg)
@@ -370,7 +390,7 @@ def render_video(
         "timeline": None if timeline_source is None else timeline_source[1],
     }, sort_keys=True).encode()).hexdigest()
     manifest = None
-    if parts.exists() or parts.is_symlink():
+    if primary and (parts.exists() or parts.is_symlink()):
         if read_manifest(parts) is None:
             raise GvjaxError(f"{parts} is in the way (it is not a partial render of gvjax's): move it or choose another output")
         if resume:
@@ -383,39 +403,57 @@ def render_video(
             raise GvjaxError(f"{parts} holds an unfinished render of {out.name}: continue it with --resume, or start again with --force")
     job = prepare_render(cfg, ckpt, song, timeline, cache_dir=default_cache_dir() if cache_dir == "default" else cache_dir, model_digest=model_digest)
     width, height, n_frames, step = job.width, job.height, job.n_frames, job.step
+    sync("before rendering")  # every process checked its inputs and compiled: nothing is written before this
     if manifest is None:
         segment_frames = max(1, math.ceil(segment_seconds * cfg.fps / step.batch)) * step.batch
-        start_partial(parts, {"gvjax_partial": 1, "key": key, "segment_frames": segment_frames, "frames": n_frames}, out)
         first_segment = 0
+        if primary:
+            start_partial(parts, {"gvjax_partial": 1, "key": key, "segment_frames": segment_frames, "frames": n_frames}, out)
+        else:  # this host's own segments, beside the output (hosts share no filesystem); removed at the end
+            parts = process_partial_dir(out, pid)
+            if read_manifest(parts) is not None:
+                remove(parts)  # left by a run whose process was killed: it cannot be resumed
+            elif parts.exists() or parts.is_symlink():
+                raise GvjaxError(f"{parts} is in the way (it is not a partial render of gvjax's): move it or choose another output")
+            if not out.parent.is_dir():  # this host lacks the output's folder: the system's temporary folder then
+                parts = pathlib.Path(tempfile.mkdtemp(prefix=f"{out.name}{PARTIAL_SUFFIX}-p{pid}-"))
+                remove(parts)
+            start_partial(parts, {"gvjax_partial": 1, "key": key, "segment_frames": segment_frames, "frames": n_frames, "process": pid}, out)
     else:
         segment_frames, first_segment = int(manifest["segment_frames"]), finished_segments(parts)
-    start_frame = min(first_segment * segment_frames, n_frames)
-    # Frames before the resume point are recomputed (not encoded) as far as a slit-scan looks back.
+    n_segments = math.ceil(n_frames / segment_frames)
+    # Each process renders a contiguous range of whole segments; one process renders them all.
+    seg_a, seg_b = process_range(n_segments, pid, nproc) if nproc > 1 else (first_segment, n_segments)
+    start_frame, stop_frame = min(seg_a * segment_frames, n_frames), min(seg_b * segment_frames, n_frames)
+    # Frames before the range are recomputed (not encoded) as far as a slit-scan looks back.
     lookback = max([w.history for w in step.spec.warps if w.kind == "slitscan"], default=0)
     warm_start = max(0, start_frame - lookback)
 
-    tmp_video = new_sibling(out, suffix=".video.mp4")
-    tmp_out = new_sibling(out, suffix=out.suffix)
+    tmp_video = new_sibling(out, suffix=".video.mp4") if primary else None
+    tmp_out = new_sibling(out, suffix=out.suffix) if primary else None
     tmp_record = None
     interrupted = finished = failed = False
+    t_warm = None
     try:
         writer = SegmentWriter(parts, segment_frames=segment_frames, workers=encoders, width=width, height=height,
-                               fps=cfg.fps, crf=cfg.crf, first_segment=first_segment)
-        bar = Progress(n_frames, progress)
+                               fps=cfg.fps, crf=cfg.crf, first_segment=seg_a)
+        bar = Progress(stop_frame - start_frame, progress and primary)
         try:
             try:
-                t_warm = None
-                for first, frames, n in job.batches(start=warm_start):
+                for first, frames, n in (job.batches(start=warm_start, stop=stop_frame) if start_frame < stop_frame else ()):
                     if t_warm is None:
                         jax.block_until_ready(frames)
                         t_warm = time.perf_counter()
                     skip = max(0, start_frame - first)
                     if skip < n:
                         writer.write(np.asarray(frames)[skip:n])
-                    bar.update(first + n)
+                    bar.update(first + n - start_frame if nproc > 1 else first + n)
                     if on_batch:
                         on_batch(first + n)
             except KeyboardInterrupt:
+                if nproc > 1:  # a part of a multi-process render cannot stand alone
+                    failed = True
+                    raise
                 interrupted = True
             except BaseException:
                 failed = True
@@ -426,11 +464,24 @@ def render_video(
                 writer.abort()
             else:
                 writer.close()  # finishes every segment (the last, shorter one too)
-        done = start_frame + writer.frames
+        own_frames = writer.frames
         t_loop_end = time.perf_counter()
+        if nproc > 1:
+            blobs = [segment_path(parts, i).read_bytes() for i in range(seg_a, seg_b)]
+            gathered = gather_bytes(blobs, n_segments, seg_a)
+            if not primary:
+                finished = True
+                return RenderResult(out, record_path(out), own_frames, n_frames, time.perf_counter() - t_start,
+                                    _loop_fps(own_frames, step.batch, t_warm, t_loop_end), part=(start_frame, stop_frame))
+            for i, blob in enumerate(gathered):
+                if not seg_a <= i < seg_b:
+                    segment_path(parts, i).write_bytes(blob)
+            done, count = n_frames, n_segments
+        else:
+            done, count = start_frame + own_frames, writer.segment
         if done == 0:
             raise RenderInterrupted("interrupted before the first frame: nothing was written")
-        concat_segments(parts, writer.segment, tmp_video, fps=cfg.fps)
+        concat_segments(parts, count, tmp_video, fps=cfg.fps)
         mux_audio(
             tmp_video, song, tmp_out, start=cfg.start, duration=done / cfg.fps, muxer=VIDEO_FORMATS[out.suffix.lower()],
             gain=peak_gain(song, start=cfg.start, duration=done / cfg.fps),
@@ -446,6 +497,13 @@ def render_video(
         replace_into(tmp_out, out)
         replace_into(tmp_record, record_path(out))
         finished = True
+    except ProcessLost:
+        failed = True
+        if primary:  # on a shared filesystem, the segments a killed process left beside the output
+            for other in range(1, nproc):
+                if (read_manifest(process_partial_dir(out, other)) or {}).get("key") == key:
+                    remove(process_partial_dir(out, other))
+        raise
     except BaseException:
         failed = True
         raise
@@ -453,13 +511,18 @@ def render_video(
         for p in (tmp_video, tmp_out, tmp_record):
             if p is not None:
                 remove(p)
-        if finished or interrupted or failed:
-            remove(parts)  # only a hard kill leaves the segments for --resume
+        if finished or interrupted or failed or not primary:
+            remove(parts)  # only a hard kill of a single-process render leaves the segments for --resume
     if interrupted:
         raise RenderInterrupted(f"interrupted: {out} holds the first {done} of {n_frames} frames (playable, with audio)")
-    warm_frames = done - start_frame - min(step.batch, done - start_frame)
-    loop_fps = warm_frames / (t_loop_end - t_warm) if t_warm and warm_frames > 0 else float("nan")
-    return RenderResult(out, record_path(out), done, n_frames, time.perf_counter() - t_start, loop_fps)
+    return RenderResult(out, record_path(out), done, n_frames, time.perf_counter() - t_start,
+                        _loop_fps(own_frames, step.batch, t_warm, t_loop_end), part=(start_frame, stop_frame) if nproc > 1 else None)
+
+
+def _loop_fps(frames: int, batch: int, t_warm: float | None, t_end: float) -> float:
+    """Steady-state frames/s: the frames after the first batch (which compiles) over the time after it."""
+    warm_frames = frames - min(batch, frames)
+    return warm_frames / (t_end - t_warm) if t_warm and warm_frames > 0 else float("nan")
 
 
 RECORD_KEY = "gvjax_render"
@@ -496,6 +559,7 @@ def make_record(out, cfg, ckpt, song, *, model_spec, model_digest, song_digest, 
         "precision": describe_precision(cfg.dtype),
         "backend": jax.default_backend(),
         "devices": len(jax.devices()),
+        "processes": jax.process_count(),
         "packages": versions,
     }
     if replay:

@@ -38,6 +38,11 @@ def partial_dir(out: pathlib.Path) -> pathlib.Path:
     return out.with_name(out.name + PARTIAL_SUFFIX)
 
 
+def process_partial_dir(out: pathlib.Path, process_id: int) -> pathlib.Path:
+    """Process `process_id`'s (> 0) segments in a multi-process render: `OUT.mp4.gvjax-partial-p1/`, ..."""
+    return out.with_name(f"{out.name}{PARTIAL_SUFFIX}-p{process_id}")
+
+
 def segment_path(folder: pathlib.Path, index: int) -> pathlib.Path:
     """Segment `index`: a raw H.264 (Annex B) stream, so segments join by concatenating bytes."""
     return folder / f"seg{index:05d}.h264"
@@ -63,11 +68,14 @@ def start_partial(folder: pathlib.Path, manifest: dict, out: pathlib.Path) -> No
     """Create the segments folder with its manifest and a README for whoever finds it."""
     folder.mkdir()
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    (folder / "README.txt").write_text(
-        f"A gvjax render of {out.name} that did not finish (the process was killed).\n"
-        f"Run the same `gvjax render ... -o {out.name}` command with --resume to continue it from the\n"
-        "last finished segment, or delete this folder.\n"
-    )
+    if manifest.get("process"):
+        text = (f"Segments of process {manifest['process']} of a multi-process gvjax render of {out.name} that did not finish\n"
+                "(a process of the run was killed). They cannot be resumed: delete this folder.\n")
+    else:
+        text = (f"A gvjax render of {out.name} that did not finish (the process was killed).\n"
+                f"Run the same `gvjax render ... -o {out.name}` command with --resume to continue it from the\n"
+                "last finished segment, or delete this folder.\n")
+    (folder / "README.txt").write_text(text)
 
 
 class SegmentWriter:

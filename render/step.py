@@ -13,9 +13,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from gvjax.config import GeneratorConfig
+from gvjax.distributed import local_mesh
 from gvjax.errors import GvjaxError
 from gvjax.model import Generator, modconv_for_batch, with_arranged_kernels
 from gvjax.spline import sample_spline
@@ -153,17 +154,16 @@ class RenderStep:
     w_dim]` of the two blended sections, per-frame positions `t [b] in [0, 1)`, fade `[b]`
     (weight of b), frame indices `[b]` and warp strengths `[b, K]`, with b <= batch (padded
     here). Slit-scan histories are carried from call to call. The batch is rounded up to a
-    multiple of the device count and sharded over the devices; params are replicated. It
+    multiple of the local device count and sharded over this process's devices; params are replicated. It
     compiles once per keyframe-count layout (`compilations` counts them).
     """
 
     def __init__(self, config: GeneratorConfig, variables: Any, spec: FrameSpec, *, batch: int, seed: int, dtype=jnp.float32, masks: dict[int, np.ndarray] | None = None):
         check_warps(config, spec.warps)
-        devices = jax.devices()
-        self.batch = -(-batch // len(devices)) * len(devices)
+        mesh = local_mesh("frames")  # this process's devices: in a multi-process render each process has its own frames
+        self.batch = -(-batch // mesh.size) * mesh.size
         self.spec = spec
         gen = Generator(config, modconv=modconv_for_batch(self.batch), dtype=dtype)
-        mesh = Mesh(np.array(devices), ("frames",))
         self._rep = NamedSharding(mesh, PartitionSpec())
         per_frame = NamedSharding(mesh, PartitionSpec("frames"))
         rep = self._rep

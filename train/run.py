@@ -32,6 +32,7 @@ import numpy as np
 
 from gvjax.checkpoint import save_checkpoint
 from gvjax.config import GeneratorConfig
+from gvjax.distributed import global_mesh, peers_guard, put_global, sync, to_host
 from gvjax.discriminator import DiscriminatorConfig, d_variable_shapes, init_d_variables
 from gvjax.errors import GvjaxError
 from gvjax.generate import z_for_seed
@@ -169,26 +170,6 @@ def _restore(manager, nets, sharding) -> dict:
         raise GvjaxError(f"checkpoint {step} of the run cannot be read: {type(e).__name__}: {str(e).splitlines()[0]}") from None
 
 
-# --- devices ----------------------------------------------------------------------------------------
-
-
-def make_mesh(batch: int):
-    """A 1-D 'data' mesh over all devices (every process's); the batch must divide evenly."""
-    from jax.sharding import Mesh
-
-    devices = jax.devices()
-    if batch % len(devices):
-        raise GvjaxError(f"--batch {batch} is not a multiple of the {len(devices)} devices")
-    return Mesh(np.array(devices), ("data",))
-
-
-def _put(tree, sharding):
-    """Host arrays -> global arrays with `sharding` (every process passes its local part)."""
-    if jax.process_count() == 1:
-        return jax.device_put(tree, sharding)
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
-
-
 # --- the run ----------------------------------------------------------------------------------------
 
 
@@ -223,12 +204,12 @@ def _start_run(run_dir, config, nets, start, g, g_ema, d, g_config, d_config, da
         }
         _write_json_atomic(run_dir / CONFIG_FILE, meta)
     host_state = init_state(nets, g, g_ema, d, config.seed)
-    state = _put(jax.device_get(host_state), rep)
+    state = put_global(jax.device_get(host_state), rep)
     zs = grid_z(g_config, config.grid)
     if primary:
         reals = dataset.images[np.arange(config.grid[0] * config.grid[1]) % len(dataset)]
         write_png(run_dir / "reals.png", image_grid(reals, config.grid))
-        fakes = np.asarray(sample_fn(g_config)(jax.device_get(state["G_ema"]), zs))
+        fakes = np.asarray(sample_fn(g_config)(to_host(state["G_ema"]), zs))
         np.save(run_dir / "fakes_init.npy", fakes)
         write_png(run_dir / "fakes_init.png", image_grid(to_uint8(fakes), config.grid))
     manager = _manager(run_dir, config.keep)
@@ -255,6 +236,8 @@ def train(
     """
     run_dir = pathlib.Path(run_dir)
     primary = jax.process_index() == 0
+    if not primary:
+        log = lambda line: None  # noqa: E731  (process 0 speaks for the run)
     fresh_restart = False
     if resume and not has_checkpoint(run_dir):
         if start is None or config is None and not (run_dir / CONFIG_FILE).exists():
@@ -285,7 +268,8 @@ def train(
         nets, g, g_ema, d = _init_networks(start, config)
         g_config, d_config = nets.g_config, nets.d_config
 
-    mesh = make_mesh(config.batch)
+    sync("while checking its run directory")  # nothing is written before every process got here
+    mesh = global_mesh("data", divides=config.batch)
     from jax.sharding import NamedSharding, PartitionSpec
 
     rep, per_example = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
@@ -330,14 +314,14 @@ def train(
     t_steps = None
     log_file = open(run_dir / LOG_FILE, "a") if primary else None
     try:
-        with Prefetcher(dataset, config.seed, config.batch, step0) as prefetch:
+        with peers_guard("while training"), Prefetcher(dataset, config.seed, config.batch, step0) as prefetch:
             for step in range(step0, total):
                 s, images = prefetch.next()
                 assert s == step
-                reals = _put(to_float(images[pid * local : (pid + 1) * local]), per_example)
+                reals = put_global(to_float(images[pid * local : (pid + 1) * local]), per_example)
                 t0 = time.time()
                 state, metrics = step_fn(state, reals, step)
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                metrics = {k: float(v) for k, v in to_host(metrics).items()}
                 if not all(math.isfinite(metrics[k]) for k in ("loss_G", "loss_D")):
                     raise GvjaxError(
                         f"training diverged at step {step + 1}: the loss is not finite (lower --lr?); "
@@ -354,7 +338,7 @@ def train(
                     log_file.flush()
                 if done % sample_every == 0 or done == total:
                     if primary:
-                        fakes = np.asarray(sampler(jax.device_get(state["G_ema"]), zs))
+                        fakes = np.asarray(sampler(to_host(state["G_ema"]), zs))
                         write_png(run_dir / f"fakes{done:06d}.png", image_grid(to_uint8(fakes), config.grid))
                     log(f"step {done}/{total}  kimg {record['kimg']:.3f}  loss_G {metrics['loss_G']:.3f}  "
                         f"loss_D {metrics['loss_D']:.3f}  p {metrics['augment_p']:.3f}  {time.time() - t_start:.0f}s")
@@ -367,8 +351,8 @@ def train(
     timed_steps = total - step0 - 1
     ips = timed_steps * config.batch / (time.time() - t_steps) if t_steps and timed_steps > 0 else float("nan")
     model_dir = run_dir / MODEL
-    if primary:
-        host = jax.device_get(state)
+    host = to_host(state)
+    if primary:  # a local write (see gvjax.checkpoint): the other processes do not wait for it
         save_checkpoint(
             model_dir, g_config, {"G_ema": host["G_ema"], "G": host["G"], "D": host["D"]},
             provenance={"source": "gvjax train", "run": str(run_dir.absolute()), "step": total,
