@@ -607,9 +607,10 @@ def train(
         )
         start = _training_start(from_model)
     result = run_training(data, out, config, start, resume=resume, kimg=kimg if resume else None, log=typer.echo)
+    wrote = f"process 0 wrote {result.model}" if process_id else f"wrote {result.model}"
     typer.echo(
-        f"trained {result.steps} steps ({result.kimg:g} kimg) in {result.seconds:.0f}s, "
-        f"{result.images_per_second:.1f} images/s; wrote {result.model}"
+        f"{f'process {process_id}: ' if process_id else ''}trained {result.steps} steps ({result.kimg:g} kimg) in {result.seconds:.0f}s, "
+        f"{result.images_per_second:.1f} images/s; {wrote}"
     )
 
 

@@ -76,6 +76,8 @@ def initialize(spec: ProcessSpec = ProcessSpec()) -> int:
     from gvjax import chatter
 
     check_spec(spec)
+    if jax.distributed.is_initialized():  # the caller (a notebook, a launcher) joined the run already
+        return jax.process_count()
     if spec.given and spec.num_processes == 1:
         return 1
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -86,10 +88,10 @@ def initialize(spec: ProcessSpec = ProcessSpec()) -> int:
                 spec.coordinator_address, spec.num_processes, spec.process_id,
                 initialization_timeout=120, heartbeat_timeout_seconds=HEARTBEAT_SECONDS, shutdown_timeout_seconds=30,
             )
-    except ValueError as e:
-        if not spec.given and "coordinator_address" in str(e):
-            return 1  # no cluster detected: a plain run of one process
-        raise GvjaxError(f"could not join the run: {e}") from None
+    except (ValueError, RuntimeError) as e:
+        if not spec.given:  # no cluster detected, or jax is in use already (in-process callers): one process
+            return jax.process_count()
+        raise GvjaxError(f"could not join the run at {spec.coordinator_address}: {str(e).splitlines()[0][:200]}") from None
     except Exception as e:  # jaxlib raises its own types for an unreachable coordinator
         where = spec.coordinator_address or "the detected cluster"
         raise GvjaxError(f"could not join the run at {where}: {str(e).splitlines()[0][:200]}") from None

@@ -160,6 +160,14 @@ CASES = [
     ("render -o a song that is also the stem", ["render", "song.wav", "-o", "v.mp4", "--stem", "low=v.mp4"], "is the stem", 2,
      write_file("v.mp4", "a stem that is a video")),
     ("render without -o", ["render", "song.wav"], "-o OUT.mp4", 2, None),
+    # ---- render and train: a multi-process run that cannot be
+    ("render --num-processes alone", ["render", "song.wav", "-o", "v.mp4", "--num-processes", "2"], "go together", 2, None),
+    ("render --coordinator without a port", ["render", "song.wav", "-o", "v.mp4", "--coordinator", "localhost", "--num-processes", "2",
+                                             "--process-id", "0"], "HOST:PORT", 2, None),
+    ("render --process-id out of range", ["render", "song.wav", "-o", "v.mp4", "--coordinator", "127.0.0.1:1234", "--num-processes", "2",
+                                          "--process-id", "2"], "--process-id must be from 0 to 1", 2, None),
+    ("train --num-processes 0", ["train", "data", "--from", "ckpt", "--out", "r", "--coordinator", "127.0.0.1:1234", "--num-processes", "0",
+                                 "--process-id", "0"], "--num-processes must be at least 1", 2, None),
     # ---- render: numbers
     ("render --seed -1", ["render", "song.wav", "-o", "v.mp4", "--seed", "-1"], "[0, 2**32)", 2, None),
     ("render --seed 2**32", ["render", "song.wav", "-o", "v.mp4", "--seed", str(2**32)], "[0, 2**32)", 2, None),

@@ -21,6 +21,8 @@ from test_render import frame_hashes, tone
 from gvjax.demo_audio import write_wav
 from gvjax.render.segments import finished_segments, partial_dir, process_partial_dir
 
+pytestmark = pytest.mark.slow  # whole renders
+
 SR = 22050
 TIMELINE = ("[[section]]\nstart = 0.0\nseeds = [1, 2, 3]\n"  # a slit-scan: the second process warms up its history
             "[[section.warp]]\ntype = 'slitscan'\nresolution = 16\nfeature = 'rms'\ndelay = 6\n")

@@ -11,7 +11,8 @@ so only the first pays for it (the 2-device run compiles its own program).
   reproduces, value for value, the losses of the uninterrupted run;
 * transfer: step 0 holds exactly the pickle's weights, and the step-0 samples are the
   converted generator's;
-* devices: the same steps sharded over 2 (forced host) devices give the same losses.
+* devices: the same steps sharded over 2 (forced host) devices give the same losses;
+* processes: two processes joined by jax.distributed give that run's losses and weights.
 """
 
 import json
@@ -34,6 +35,8 @@ from gvjax.train.run import grid_z, read_log, sample_fn
 PKL = STYLEGAN2 / "ada_micro_skip.pkl"
 STEPS = 300
 BATCH = 16
+pytestmark = pytest.mark.slow  # whole training runs
+
 LOSSES = ("loss_G", "loss_D", "loss_r1", "pl_penalty", "score_real", "score_fake", "augment_p")
 
 
@@ -151,11 +154,18 @@ def test_transfer_starts_from_the_converted_weights(workspace):
     np.testing.assert_allclose(np.load(out / "fakes_init.npy"), expected, atol=1e-5, rtol=0)
 
 
-def test_two_devices_give_the_same_losses(workspace, full_run):
+@pytest.fixture(scope="module")
+def two_device_run(workspace):
+    """4 steps of the full run's config with the batch sharded over 2 (forced host) devices of one process."""
     root, env = workspace
     out = root / "two-devices"
     r = gvjax(*train_args(root, out, 4 * BATCH / 1000), env_extra=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"))
     assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+def test_two_devices_give_the_same_losses(full_run, two_device_run):
+    out = two_device_run
     assert len(json.loads((out / "config.json").read_text())["devices"]) == 2
     log = read_log(out)
     assert [row["step"] for row in log] == [1, 2, 3, 4]
@@ -166,6 +176,37 @@ def test_two_devices_give_the_same_losses(workspace, full_run):
                 assert ours[key] is None
                 continue
             assert abs(ours[key] - theirs[key]) <= 1e-4 * max(1.0, abs(theirs[key])), f"step {ours['step']}: {key} {ours[key]} vs {theirs[key]}"
+
+
+def test_two_processes_train_as_one_process(workspace, two_device_run):
+    """Two `gvjax train` processes joined by jax.distributed on 127.0.0.1, one CPU device each,
+    against one process with two devices: the same global batch split the same way, so the
+    same losses and weights within float32 rounding (measured: identical)."""
+    import socket
+
+    root, env = workspace
+    out = root / "two-processes"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [gvjax(*train_args(root, out, 4 * BATCH / 1000), "--coordinator", f"127.0.0.1:{port}", "--num-processes", 2,
+                   "--process-id", i, env_extra=env, wait=False) for i in range(2)]
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert f"wrote {out / 'model'}" in outputs[0] and "process 1: trained 4 steps" in outputs[1]
+    assert len(json.loads((out / "config.json").read_text())["devices"]) == 2
+    ours, theirs = read_log(out), read_log(two_device_run)
+    assert [row["step"] for row in ours] == [1, 2, 3, 4]
+    for a, b in zip(ours, theirs):
+        for key in ("loss_G", "loss_D", "score_real", "score_fake", "pl_penalty", "loss_r1"):
+            assert (a[key] is None) == (b[key] is None)
+            if b[key] is not None:
+                assert abs(a[key] - b[key]) <= 1e-6 * max(1.0, abs(b[key])), f"step {a['step']}: {key} {a[key]} vs {b[key]}"
+    mine = load_checkpoint(out / "model", ("G_ema", "G", "D")).networks
+    single = load_checkpoint(two_device_run / "model", ("G_ema", "G", "D")).networks
+    for name in ("G_ema", "G", "D"):
+        for a, b in zip(jax.tree.leaves(mine[name]), jax.tree.leaves(single[name])):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
 def test_a_trained_model_starts_the_next_run(full_run):
