@@ -19,6 +19,16 @@ def _own_cache_dir(tmp_path_factory):
     os.environ["GVJAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("gvjax-cache"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _shared_compilation_cache(tmp_path_factory):
+    """The CLI subprocesses of the tests share compiled programs through JAX's persistent
+    compilation cache (a fresh folder per session): the same render step of the same micro
+    model is compiled once, not once per subprocess. Results are the same executable's either way."""
+    import os
+
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax-cache")))
+
+
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
