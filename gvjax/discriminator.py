@@ -108,10 +108,6 @@ class DiscriminatorConfig:
         return cls(**known_fields(cls, d, "discriminator config"))
 
 
-def _normal(shape, scale: float = 1.0):
-    return lambda key: jax.random.normal(key, shape, jnp.float32) * scale
-
-
 def minibatch_stddev(x: jnp.ndarray, group_size: int | None, num_channels: int = 1) -> jnp.ndarray:
     """Append the minibatch standard deviation as `num_channels` feature maps.
 
@@ -150,7 +146,7 @@ class Conv2dLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, gain: float = 1.0) -> jnp.ndarray:
         k = self.kernel_size
-        weight = self.param("weight", _normal((self.out_channels, self.in_channels, k, k)))
+        weight = self.param("weight", ops.normal_init((self.out_channels, self.in_channels, k, k)))
         bias = self.param("bias", lambda key: jnp.zeros((self.out_channels,), jnp.float32)) if self.bias else None
         w = weight * (1.0 / math.sqrt(self.in_channels * k * k))
         f = ops.setup_filter(self.resample_filter, separable=True)
@@ -171,7 +167,7 @@ class Dense(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        weight = self.param("weight", _normal((self.out_features, self.in_features), 1.0 / self.lr_multiplier))
+        weight = self.param("weight", ops.normal_init((self.out_features, self.in_features), 1.0 / self.lr_multiplier))
         bias = self.param("bias", lambda key: jnp.zeros((self.out_features,), jnp.float32))
         fc = lambda v: ops.fully_connected(
             v, weight, bias, weight_gain=self.lr_multiplier / math.sqrt(self.in_features),

@@ -29,8 +29,6 @@ from gvjax import ops
 from gvjax.config import GeneratorConfig
 from gvjax.precision import matmul_precision
 
-_precision = matmul_precision  # the name gvjax.models.stylegan3 imports
-
 FAMILY = "stylegan2"  # this module is a model family (gvjax.models)
 Config = GeneratorConfig
 NOISE_MODES = ("const", "random", "none")
@@ -38,11 +36,7 @@ KERNELS = "kernels"
 SQRT_HALF = math.sqrt(0.5)
 
 
-def _normal(shape, scale: float = 1.0):
-    return lambda key: jax.random.normal(key, shape, jnp.float32) * scale
-
-
-def _arranged_kernel(module: nn.Module, weight: jnp.ndarray, *, up: int = 1, winograd: bool = False):
+def arranged_kernel(module: nn.Module, weight: jnp.ndarray, *, up: int = 1, winograd: bool = False):
     """`ops.arrange_kernel(weight, up=up, winograd=winograd)`, read from the `kernels` collection when it holds it.
 
     Arranged here otherwise, and stored when `kernels` is mutable (see `with_arranged_kernels`).
@@ -66,7 +60,7 @@ class FullyConnected(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        weight = self.param("weight", _normal((self.out_features, self.in_features), 1.0 / self.lr_multiplier))
+        weight = self.param("weight", ops.normal_init((self.out_features, self.in_features), 1.0 / self.lr_multiplier))
         bias = self.param("bias", lambda key: jnp.full((self.out_features,), self.bias_init, jnp.float32))
         return ops.fully_connected(
             x.astype(jnp.float32),
@@ -151,7 +145,7 @@ class SynthesisLayer(nn.Module):
         """`x [H, W, C_in]`, `w [w_dim]`; `noise_key` is this layer's own key (noise_mode 'random')."""
         k, r = self.kernel_size, self.resolution
         styles = FullyConnected(self.w_dim, self.in_channels, bias_init=1.0, name="affine")(w)
-        weight = self.param("weight", _normal((self.out_channels, self.in_channels, k, k)))
+        weight = self.param("weight", ops.normal_init((self.out_channels, self.in_channels, k, k)))
         noise_strength = self.param("noise_strength", lambda key: jnp.zeros((), jnp.float32))
         bias = self.param("bias", lambda key: jnp.zeros((self.out_channels,), jnp.float32))
         noise_const = self.variable(
@@ -176,7 +170,7 @@ class SynthesisLayer(nn.Module):
             padding=k // 2,
             f=ops.setup_filter(self.resample_filter, separable=True),
             form=self.modconv,
-            kernel=_arranged_kernel(self, weight, up=self.up, winograd=self.winograd),
+            kernel=arranged_kernel(self, weight, up=self.up, winograd=self.winograd),
             precision=matmul_precision(self.dtype),
         )
         act_gain = ops.ACTIVATION_GAINS["lrelu"] * gain
@@ -198,10 +192,10 @@ class ToRGB(nn.Module):
     def __call__(self, x, w):
         styles = FullyConnected(self.w_dim, self.in_channels, bias_init=1.0, name="affine")(w)
         styles = styles * (1.0 / math.sqrt(self.in_channels))
-        weight = self.param("weight", _normal((self.out_channels, self.in_channels, 1, 1)))
+        weight = self.param("weight", ops.normal_init((self.out_channels, self.in_channels, 1, 1)))
         bias = self.param("bias", lambda key: jnp.zeros((self.out_channels,), jnp.float32))
         x = ops.modulated_conv2d(
-            x, weight, styles, demodulate=False, form=self.modconv, kernel=_arranged_kernel(self, weight),
+            x, weight, styles, demodulate=False, form=self.modconv, kernel=arranged_kernel(self, weight),
             precision=matmul_precision(self.dtype),
         )
         return ops.bias_act(x.astype(jnp.float32), bias, clamp=self.conv_clamp)
@@ -220,8 +214,8 @@ class SkipConv(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, gain: float = 1.0):
-        weight = self.param("weight", _normal((self.out_channels, self.in_channels, 1, 1)))
-        taps = _arranged_kernel(self, weight, up=2)["taps"] * (1.0 / math.sqrt(self.in_channels))
+        weight = self.param("weight", ops.normal_init((self.out_channels, self.in_channels, 1, 1)))
+        taps = arranged_kernel(self, weight, up=2)["taps"] * (1.0 / math.sqrt(self.in_channels))
         x = ops.conv2d_resample_arranged(
             x, taps.astype(x.dtype), kernel_size=1, f=ops.setup_filter(self.resample_filter, separable=True), up=2,
             precision=matmul_precision(self.dtype),
@@ -266,7 +260,7 @@ class SynthesisBlock(nn.Module):
 
         noise = dict(noise_mode=noise_mode)
         if res == 4:
-            const = self.param("const", _normal((out_ch, res, res)))
+            const = self.param("const", ops.normal_init((out_ch, res, res)))
             x = jnp.transpose(const, (1, 2, 0)).astype(self.dtype)
             conv1 = SynthesisLayer(out_ch, out_ch, name="conv1", winograd=self._winograd(out_ch, out_ch), **layer)
             x = conv1(x, ws[0], noise_key=key(1), **noise)

@@ -34,7 +34,8 @@ from jax import lax
 from gvjax import ops
 from gvjax.config import check_finite_fields, known_fields
 from gvjax.errors import GvjaxError
-from gvjax.model import NOISE_MODES, FullyConnected, MappingNetwork, _arranged_kernel, _normal, _precision
+from gvjax.model import NOISE_MODES, FullyConnected, MappingNetwork, arranged_kernel
+from gvjax.precision import matmul_precision
 
 FAMILY = "stylegan3"
 MAX_RESOLUTION = 8192
@@ -310,7 +311,7 @@ class SynthesisInput(nn.Module):
     def __call__(self, w, transform=None):
         """`w [w_dim]`, `transform [3, 3]` (None: the `transform` buffer, the identity) -> `[size, size, C]`."""
         s = self.spec
-        weight = self.param("weight", _normal((s.channels, s.channels)))
+        weight = self.param("weight", ops.normal_init((s.channels, s.channels)))
         t = InputAffine(self.w_dim, name="affine")(w)
         stored = self.variable("buffers", "transform", lambda: jnp.eye(3, dtype=jnp.float32)).value
         freqs = self.variable("buffers", "freqs", self._frequencies).value
@@ -343,7 +344,7 @@ class SynthesisLayer(nn.Module):
         """`x [in_size, in_size, C_in]`, `w [w_dim]`."""
         s, k = self.spec, self.spec.conv_kernel
         styles = FullyConnected(self.w_dim, s.in_channels, bias_init=1.0, name="affine")(w)
-        weight = self.param("weight", _normal((s.out_channels, s.in_channels, k, k)))
+        weight = self.param("weight", ops.normal_init((s.out_channels, s.in_channels, k, k)))
         bias = self.param("bias", lambda key: jnp.zeros((s.out_channels,), jnp.float32))
         magnitude_ema = self.variable("buffers", "magnitude_ema", lambda: jnp.ones((), jnp.float32)).value
         if s.is_torgb:
@@ -353,7 +354,7 @@ class SynthesisLayer(nn.Module):
             styles = styles * lax.rsqrt(jnp.mean(jnp.square(styles)))
         x = ops.modulated_conv2d(
             x.astype(self.dtype), weight, styles, padding=k - 1, demodulate=not s.is_torgb, form=self.modconv,
-            kernel=_arranged_kernel(self, weight), precision=_precision(self.dtype),
+            kernel=arranged_kernel(self, weight), precision=matmul_precision(self.dtype),
         )
         x = x * lax.rsqrt(magnitude_ema).astype(x.dtype)
         fu, fd = layer_filters(s)

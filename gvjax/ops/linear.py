@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -35,3 +36,9 @@ def fully_connected(
 def normalize_2nd_moment(x: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
     """`x / sqrt(mean(x^2) + eps)` over the last axis."""
     return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def normal_init(shape: tuple[int, ...], scale: float = 1.0):
+    """A Flax initializer: `key -> N(0, 1) * scale` float32 of `shape` (equalized-lr weights are
+    stored at unit variance times 1 / lr_multiplier and scaled at run time)."""
+    return lambda key: jax.random.normal(key, shape, jnp.float32) * scale
