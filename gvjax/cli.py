@@ -82,6 +82,8 @@ def require_stylegan2(ckpt, what: str) -> None:
 
 
 COORDINATOR_HELP = "Multi-process run: HOST:PORT of process 0's coordinator (with --num-processes, --process-id; default: the cluster JAX detects, else one process)."
+NUM_PROCESSES_HELP = "Processes in the run (the same command on each, every process with its own --process-id)."
+PROCESS_ID_HELP = "This process's index in the run, 0 .. N-1 (process 0 writes the output)."
 
 
 def _join(coordinator: Optional[str], num_processes: Optional[int], process_id: Optional[int]) -> None:
@@ -421,8 +423,8 @@ def render(
     encoders: int = typer.Option(2, help="ffmpeg processes encoding segments at once."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     coordinator: Optional[str] = typer.Option(None, "--coordinator", help=COORDINATOR_HELP),
-    num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Processes in the run (the same command on each, every process with its own --process-id)."),
-    process_id: Optional[int] = typer.Option(None, "--process-id", help="This process's index in the run, 0 .. N-1 (process 0 writes the output)."),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help=NUM_PROCESSES_HELP),
+    process_id: Optional[int] = typer.Option(None, "--process-id", help=PROCESS_ID_HELP),
 ):
     """Render SONG into a video whose motion follows the music."""
     from gvjax.outputs import check_file_output, check_record_output, check_video_output
@@ -573,8 +575,8 @@ def train(
     sample_kimg: float = typer.Option(4.0, help="Sample-grid interval, kimg."),
     keep: int = typer.Option(3, help="Checkpoints to keep."),
     coordinator: Optional[str] = typer.Option(None, "--coordinator", help=COORDINATOR_HELP),
-    num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Processes in the run (the same command on each, every process with its own --process-id)."),
-    process_id: Optional[int] = typer.Option(None, "--process-id", help="This process's index in the run, 0 .. N-1 (process 0 writes the output)."),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help=NUM_PROCESSES_HELP),
+    process_id: Optional[int] = typer.Option(None, "--process-id", help=PROCESS_ID_HELP),
 ):
     """Train (fine-tune) a StyleGAN2 on a folder of images, starting from --from."""
     from gvjax.outputs import OutputError, check_not_input

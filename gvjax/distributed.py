@@ -88,11 +88,9 @@ def initialize(spec: ProcessSpec = ProcessSpec()) -> int:
                 spec.coordinator_address, spec.num_processes, spec.process_id,
                 initialization_timeout=120, heartbeat_timeout_seconds=HEARTBEAT_SECONDS, shutdown_timeout_seconds=30,
             )
-    except (ValueError, RuntimeError) as e:
-        if not spec.given:  # no cluster detected, or jax is in use already (in-process callers): one process
-            return jax.process_count()
-        raise GvjaxError(f"could not join the run at {spec.coordinator_address}: {str(e).splitlines()[0][:200]}") from None
     except Exception as e:  # jaxlib raises its own types for an unreachable coordinator
+        if not spec.given and isinstance(e, (ValueError, RuntimeError)):
+            return jax.process_count()  # no cluster detected, or jax is in use already (in-process callers): one process
         where = spec.coordinator_address or "the detected cluster"
         raise GvjaxError(f"could not join the run at {where}: {str(e).splitlines()[0][:200]}") from None
     return jax.process_count()
@@ -186,7 +184,7 @@ def gather_bytes(blobs: Sequence[bytes], slots: int, first: int) -> list[bytes] 
     """Byte strings from every process, in slot order, on process 0 (None on the others).
 
     Process p holds `blobs` for slots `first .. first+len(blobs)-1` of `slots` in all; the
-    slot ranges of the processes are disjoint and cover every slot. Sizes go first (one
+    slot ranges follow one another in process order and cover every slot. Sizes go first (one
     all-gather), then each process broadcasts its bytes in chunks of `CHUNK_BYTES`.
     """
     import jax
@@ -199,37 +197,31 @@ def gather_bytes(blobs: Sequence[bytes], slots: int, first: int) -> list[bytes] 
         return list(blobs)
     sizes = np.zeros(slots, np.int64)
     sizes[first:first + len(blobs)] = [len(b) for b in blobs]
-    owned = np.zeros(slots, np.int64)
-    owned[first:first + len(blobs)] = pid + 1
+    payload = b"".join(blobs)
     try:
         with chatter.quiet_stderr("jax.distributed", stdout=True):
-            all_sizes = np.asarray(multihost_utils.process_allgather(sizes))  # [P, slots]
-            all_owned = np.asarray(multihost_utils.process_allgather(owned))
-            sizes, owner = all_sizes.sum(0), all_owned.sum(0) - 1
-            if not (np.sort(owner) == owner).all() or owner.min() < 0 or (all_owned > 0).sum(0).max() > 1:
+            spans = np.asarray(multihost_utils.process_allgather(np.array([first, len(blobs)], np.int64)))  # [P, (first, count)]
+            sizes = np.asarray(multihost_utils.process_allgather(sizes)).sum(0)
+            if (spans[:, 0] != np.cumsum(spans[:, 1]) - spans[:, 1]).any() or spans[:, 1].sum() != slots:
                 raise GvjaxError("the processes' parts of the run overlap or leave gaps")
-            received: dict[int, bytes] = {}
-            for src in range(nproc):
-                mine = [i for i in range(slots) if owner[i] == src]
-                total = int(sizes[mine].sum()) if mine else 0
-                payload = b"".join(blobs) if src == pid else b""
+            received: list[bytes] = []
+            for src, (a, n) in enumerate(spans):
+                total = int(sizes[a:a + n].sum())
                 data = bytearray()
                 for start in range(0, total, CHUNK_BYTES):
-                    n = min(CHUNK_BYTES, total - start)
-                    chunk = np.frombuffer(payload, np.uint8, n, start) if src == pid else np.zeros(n, np.uint8)
+                    size = min(CHUNK_BYTES, total - start)
+                    chunk = np.frombuffer(payload, np.uint8, size, start) if src == pid else np.zeros(size, np.uint8)
                     got = multihost_utils.broadcast_one_to_all(chunk, is_source=src == pid)
                     if pid == 0:
                         data += np.asarray(got, np.uint8).tobytes()
                 if pid == 0:
-                    offset = 0
-                    for i in mine:
-                        received[i] = bytes(data[offset:offset + int(sizes[i])])
-                        offset += int(sizes[i])
+                    ends = np.cumsum(sizes[a:a + n])
+                    received += [bytes(data[end - size:end]) for end, size in zip(ends, sizes[a:a + n])]
     except GvjaxError:
         raise
     except Exception as e:  # gloo reports a closed peer as a runtime error
         raise _lost(e, "before sending its part") from None
-    return [received[i] for i in range(slots)] if pid == 0 else None
+    return received if pid == 0 else None
 
 
 def process_range(count: int, process_id: int, num_processes: int) -> tuple[int, int]:

@@ -437,7 +437,8 @@ def render_video(
     try:
         writer = SegmentWriter(parts, segment_frames=segment_frames, workers=encoders, width=width, height=height,
                                fps=cfg.fps, crf=cfg.crf, first_segment=seg_a)
-        bar = Progress(stop_frame - start_frame, progress and primary)
+        shown_from = start_frame if nproc > 1 else 0  # a part counts its own frames; one process, the whole render's
+        bar = Progress(stop_frame - shown_from, progress and primary)
         try:
             try:
                 for first, frames, n in (job.batches(start=warm_start, stop=stop_frame) if start_frame < stop_frame else ()):
@@ -447,7 +448,7 @@ def render_video(
                     skip = max(0, start_frame - first)
                     if skip < n:
                         writer.write(np.asarray(frames)[skip:n])
-                    bar.update(first + n - start_frame if nproc > 1 else first + n)
+                    bar.update(first + n - shown_from)
                     if on_batch:
                         on_batch(first + n)
             except KeyboardInterrupt:
