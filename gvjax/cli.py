@@ -141,14 +141,19 @@ def generate(
     batch: int = typer.Option(8, min=1, help="Images per compiled step (at most the number of seeds)."),
     dtype: str = typer.Option("auto", help="Compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU), float32 (exact) or bfloat16."),
     force: bool = typer.Option(False, "--force", help="Replace images of the same seeds already in OUTDIR."),
+    translate: Optional[str] = typer.Option(None, "--translate", help="StyleGAN3: move the camera by X,Y (input units, e.g. '0.2,0.3'), as stylegan3's gen_images.py."),
+    rotate: Optional[float] = typer.Option(None, "--rotate", help="StyleGAN3: turn the camera by DEG degrees, as stylegan3's gen_images.py."),
 ):
-    """Images from seeds, as NVIDIA's generate.py: OUTDIR/seed0000.png, ..."""
+    """Images from seeds, as NVIDIA's generate.py (and stylegan3's gen_images.py): OUTDIR/seed0000.png, ..."""
     from gvjax.generate import parse_seeds
     from gvjax.model import NOISE_MODES
     from gvjax.outputs import OutputError, check_file_output, check_not_input
 
     seed_list = parse_seeds(seeds)
     _finite("--trunc", trunc)
+    shift = _vec2("--translate", translate)
+    if rotate is not None:
+        _finite("--rotate", rotate)
     if noise_mode not in NOISE_MODES:
         raise GvjaxError(f"unknown noise mode {noise_mode!r} (--noise-mode); expected one of {', '.join(NOISE_MODES)}")
     compute_dtype = _parse_dtype(dtype)
@@ -169,9 +174,25 @@ def generate(
 
     write_images(
         ckpt.config, ckpt.variables, seed_list, outdir, truncation_psi=trunc, noise_mode=noise_mode,
-        class_idx=class_idx, batch=batch, dtype=compute_dtype, npy=npy,
+        class_idx=class_idx, batch=batch, dtype=compute_dtype, npy=npy, translate=shift, rotate=rotate,
     )
     typer.echo(f"wrote {len(seed_list)} image(s) to {outdir}")
+
+
+def _vec2(flag: str, text: str | None) -> tuple[float, float] | None:
+    """'X,Y' -> (x, y), two finite numbers; a one-line GvjaxError otherwise."""
+    import math
+
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        x, y = (float(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        x = y = None
+    if x is None or not (math.isfinite(x) and math.isfinite(y)):
+        raise GvjaxError(f"{flag} must be two finite numbers X,Y (e.g. 0.2,0.3), got {text!r}")
+    return x, y
 
 
 @app.command()
@@ -335,7 +356,7 @@ def render_song(
       resume: continue a render of the same settings that was killed (its segments wait in
         `OUT.mp4.gvjax-partial/`); encoders: ffmpeg processes encoding segments at once.
       model: a gvjax checkpoint directory, an NVIDIA / rosinality file, or 'bundled'.
-      timeline: a timeline TOML path or a preset name ('original', 'all-warps'); the demo
+      timeline: a timeline TOML path or a preset name ('original', 'all-warps', 'stylegan3'); the demo
         plays 'original' unless told otherwise.
       options: any `gvjax.render.config.RenderConfig` field (fps, seed, keyframe_seeds,
         truncation_psi, duration, size=(w, h), scale, batch, class_idx, ...). `scale` left out
@@ -377,7 +398,6 @@ def render_song(
     if song is not None and not song.is_file():
         raise GvjaxError(f"audio file not found: {song}" if not song.exists() else f"{song} is not a file")
     ckpt = load_model(model)
-    require_stylegan2(ckpt, "render")
     if model != "bundled" and pathlib.Path(model).exists():
         model = str(pathlib.Path(model).absolute())  # the record replays from any folder
     if demo and cfg.size is None and scale is None:
@@ -417,7 +437,7 @@ def render(
     laps_per_minute: Optional[float] = typer.Option(None, help="Instead of --laps: a fixed average speed."),
     stem: list[str] = typer.Option([], help="FEATURE=FILE: compute FEATURE from a separate audio file (repeatable)."),
     dtype: str = typer.Option("auto", help="Compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU), float32 (exact) or bfloat16."),
-    timeline: Optional[str] = typer.Option(None, help="Timeline TOML of sections and feature warps (or a preset: original, all-warps)."),
+    timeline: Optional[str] = typer.Option(None, help="Timeline TOML of sections and feature warps (or a preset: original, all-warps, stylegan3)."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class of a conditional model (a timeline section's `class` overrides it)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a render that was killed, from its last finished segment (OUT.mp4.gvjax-partial/)."),
     encoders: int = typer.Option(2, help="ffmpeg processes encoding segments at once."),
@@ -529,28 +549,15 @@ def inspect(
 
 
 def _training_start(spec: str):
-    """A gvjax.train.run.StartModel from a model spec: G_ema, G and D as the model has them.
-
-    A converted NVIDIA pickle's D goes through the converter's name table; a D gvjax wrote is
-    used as is; other discriminators (rosinality) are reported and replaced by a fresh D.
-    """
+    """A gvjax.train.run.StartModel from a model spec (StyleGAN2 or StyleGAN3): the training stage
+    picks the D (`start_model`); the convert stage's loader reads a converted NVIDIA pickle's D."""
     from gvjax.bundled import BUNDLED_NAME, bundled_model
     from gvjax.convert import load_any
     from gvjax.convert.nvidia_d import load_discriminator
-    from gvjax.discriminator import load_gvjax_discriminator
-    from gvjax.train.run import StartModel
+    from gvjax.train.run import start_model
 
     ckpt = bundled_model() if spec == BUNDLED_NAME else load_any(spec, all_networks=True)[0]
-    require_stylegan2(ckpt, "train")
-    d_config = d = None
-    if "D" in ckpt.networks:
-        info = ckpt.extra.get("D") or {}
-        load = load_gvjax_discriminator if info.get("format") == "gvjax" else load_discriminator
-        try:
-            d_config, d = load(ckpt.networks["D"], info)
-        except GvjaxError as e:
-            typer.echo(f"warning: {e}; training starts from a fresh discriminator", err=True)
-    return StartModel(ckpt.config, ckpt.networks["G_ema"], ckpt.networks.get("G"), d_config, d, spec, ckpt.provenance)
+    return start_model(ckpt, spec, load_d=load_discriminator, warn=lambda message: typer.echo(f"warning: {message}", err=True))
 
 
 @app.command()
@@ -563,8 +570,8 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
     seed: int = typer.Option(0, help="Seed of the data order, latents, noise and augmentation."),
     gamma: Optional[float] = typer.Option(None, help="R1 weight (default 0.0002 * res^2 / batch)."),
-    pl_weight: float = typer.Option(2.0, help="Path-length regularisation weight (0 disables)."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate of G and D (default 0.0025)."),
+    pl_weight: Optional[float] = typer.Option(None, help="Path-length regularisation weight (0 disables; default 2 for StyleGAN2, 0 for StyleGAN3, which takes no other)."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate of G and D (default 0.0025; StyleGAN3's D 0.002)."),
     ema_kimg: Optional[float] = typer.Option(None, help="Half-life of G_ema in kimg (default batch * 10 / 32)."),
     augment: str = typer.Option("xflip,translate,color,cutout", help="Augmentations, comma-separated, or 'none'."),
     ada_target: Optional[float] = typer.Option(0.6, help="ADA target of the mean sign of D's logits on reals."),
@@ -578,7 +585,7 @@ def train(
     num_processes: Optional[int] = typer.Option(None, "--num-processes", help=NUM_PROCESSES_HELP),
     process_id: Optional[int] = typer.Option(None, "--process-id", help=PROCESS_ID_HELP),
 ):
-    """Train (fine-tune) a StyleGAN2 on a folder of images, starting from --from."""
+    """Train (fine-tune) a StyleGAN2 or StyleGAN3 on a folder of images, starting from --from."""
     from gvjax.outputs import OutputError, check_not_input
     from gvjax.train.config import TrainConfig
     from gvjax.train.run import train as run_training

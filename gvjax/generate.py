@@ -72,20 +72,36 @@ def image_fn(
     noise_mode: str = "const",
     dtype=jnp.float32,
 ):
-    """A jitted `(variables, z [B, z_dim], c [B, c_dim] | None, keys [B]) -> images [B, R, R, C]` float32."""
+    """A jitted `(variables, z [B, z_dim], c [B, c_dim] | None, keys [B], inputs) -> images [B, R, R, C]`
+    float32; `inputs` are the family's synthesis inputs shared by the batch (`camera_inputs`)."""
     if noise_mode not in NOISE_MODES:
         raise GvjaxError(f"unknown noise mode {noise_mode!r}; expected one of {', '.join(NOISE_MODES)}")
     gen = models.generator(config, modconv=modconv_for_batch(batch), dtype=dtype)
 
-    def one(variables, z, c, key):
+    def one(variables, z, c, key, inputs):
         img = gen.apply(
             variables, z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-            noise_mode=noise_mode, noise_key=key if noise_mode == "random" else None,
+            noise_mode=noise_mode, noise_key=key if noise_mode == "random" else None, **inputs,
         )
         return img.astype(jnp.float32)
 
     c_axis = 0 if config.c_dim else None
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, c_axis, 0)))
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, c_axis, 0, None)))
+
+
+def camera_inputs(config, variables: dict, translate: tuple[float, float] | None = None, rotate: float | None = None) -> dict:
+    """The family's synthesis inputs for images seen through a camera, as stylegan3's gen_images.py:
+    StyleGAN3's `transform` is `inv(make_transform(translate, rotate))` (identity at 0, 0), in place
+    of the stored one. StyleGAN2 has no such input: a camera there is a one-line GvjaxError."""
+    from gvjax.warps import camera_matrix
+
+    names = models.frame_inputs_names(config)
+    if "transform" not in names:
+        if translate is not None or rotate is not None:
+            raise GvjaxError(f"--translate and --rotate move StyleGAN3's Fourier input; this {models.family_of(config)} model has none")
+        return {}
+    tx, ty = translate or (0.0, 0.0)
+    return {"transform": np.linalg.inv(camera_matrix(rotate or 0.0, tx, ty)).astype(np.float32)}
 
 
 def generate_images(
@@ -98,9 +114,13 @@ def generate_images(
     class_idx: int | None = None,
     batch: int = 8,
     dtype=jnp.float32,
+    translate: tuple[float, float] | None = None,
+    rotate: float | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield `(seed, image [R, R, C] float32)` for each seed; random noise uses `jax.random.key(seed)`."""
+    """Yield `(seed, image [R, R, C] float32)` for each seed; random noise uses `jax.random.key(seed)`.
+    `translate` (x, y) and `rotate` (degrees) move a StyleGAN3 model's camera (`camera_inputs`)."""
     c = label_vector(config, class_idx)
+    inputs = camera_inputs(config, variables, translate, rotate)
     batch = max(1, min(batch, len(seeds)))
     fn = image_fn(config, batch=batch, truncation_psi=truncation_psi, noise_mode=noise_mode, dtype=dtype)
     variables = with_arranged_kernels(models.generator(config), variables)
@@ -110,7 +130,7 @@ def generate_images(
         z = np.stack([z_for_seed(s, config.z_dim) for s in padded])
         cs = None if c is None else np.tile(c, (batch, 1))
         keys = jax.vmap(jax.random.key)(jnp.asarray(padded, jnp.uint32))
-        images = np.asarray(fn(variables, z, cs, keys))
+        images = np.asarray(fn(variables, z, cs, keys, inputs))
         yield from zip(chunk, images[: len(chunk)])
 
 

@@ -27,9 +27,11 @@ import numpy as np
 
 from gvjax import ops
 from gvjax.config import GeneratorConfig
+from gvjax.errors import GvjaxError
 from gvjax.precision import matmul_precision
 
 FAMILY = "stylegan2"  # this module is a model family (gvjax.models)
+FRAME_INPUTS: tuple[str, ...] = ()  # per-frame synthesis inputs beyond ws (see frame_inputs)
 Config = GeneratorConfig
 NOISE_MODES = ("const", "random", "none")
 KERNELS = "kernels"
@@ -367,6 +369,22 @@ class Generator(nn.Module):
         """See `SynthesisNetwork.run_blocks`."""
         return self.synthesis.run_blocks(ws, x, img, **kwargs)
 
+    def run_stages(self, ws, carry=None, *, start: int = 0, stop: int | None = None, noise_mode="const", noise_key=None):
+        """The family-neutral cut (see `gvjax.models`): run stages `start <= i < stop` of
+        `stage_names(config)` (the blocks) on `carry = {'x': features, 'img': skip image or None}`
+        (None before stage 0) and return the new carry. After the last stage `carry['img']` is the
+        image `[R, R, C]`."""
+        res = self.config.block_resolutions
+        stop = len(res) if stop is None else stop
+        if not 0 <= start <= stop <= len(res) or (carry is None) != (start == 0):
+            raise ValueError(f"stages [{start}, {stop}) of {len(res)}: a cut starts at 0 from no carry, or later from one")
+        x, img = (None, None) if carry is None else (carry["x"], carry["img"])
+        if start < stop:
+            x, img = self.synthesis.run_blocks(
+                ws, x, img, after_res=res[start - 1] if start else 0, upto_res=res[stop - 1], noise_mode=noise_mode, noise_key=noise_key
+            )
+        return {"x": x, "img": img}
+
     def __call__(
         self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const", noise_key=None
     ):
@@ -399,6 +417,43 @@ def with_arranged_kernels(gen: Generator, variables: dict) -> dict:
         return state[KERNELS]
 
     return {**plain, KERNELS: jax.jit(arrange)(plain)}
+
+
+# --- the family interface of the cut (gvjax.models) ----------------------------------------------
+
+
+def stage_names(config: GeneratorConfig) -> tuple[str, ...]:
+    """Synthesis stages in execution order: the blocks `b4, b8, ..., b{R}` (NVIDIA's names)."""
+    return tuple(f"b{res}" for res in config.block_resolutions)
+
+
+def cut_stage(config: GeneratorConfig, *, resolution: int | None = None, layer: str | int | None = None) -> int:
+    """Index into `stage_names` of the stage a warp cuts after: a block resolution (`32`), a block
+    name (`'b32'`) or an index. A one-line GvjaxError naming the valid ones otherwise."""
+    names = stage_names(config)
+    if resolution is not None and resolution in config.block_resolutions:
+        return config.block_resolutions.index(resolution)
+    if layer is not None:
+        if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) and 0 <= layer < len(names):
+            return int(layer)
+        if isinstance(layer, str) and layer in names:
+            return names.index(layer)
+    given = f"resolution {resolution}" if resolution is not None else f"layer {layer!r}"
+    raise GvjaxError(f"{given}: this StyleGAN2 model's blocks are {', '.join(names)} (resolutions {config.block_resolutions})")
+
+
+def preview_stage(config: GeneratorConfig, preview_res: int) -> int:
+    """The stage a `--preview` render stops after (its skip image is upscaled): 'skip' models only."""
+    if config.architecture != "skip":
+        raise GvjaxError(f"--preview needs a 'skip' architecture model (this one is {config.architecture!r})")
+    if preview_res not in config.block_resolutions:
+        raise GvjaxError(f"preview resolution {preview_res} is not one of the model's {config.block_resolutions}")
+    return config.block_resolutions.index(preview_res)
+
+
+def frame_inputs(config: GeneratorConfig, variables: dict) -> dict:
+    """Per-frame synthesis inputs beyond ws, with their defaults: none for StyleGAN2."""
+    return {}
 
 
 def variable_shapes(config: GeneratorConfig) -> dict:

@@ -34,6 +34,12 @@ WARP_PARAMS: dict[str, dict[str, Any]] = {
     "wave": {"amplitude": 0.1, "cycles": 2.0, "speed": 0.5, "axis": "horizontal"},
     "channels": {"op": "scale", "factor": 2.0, "threshold": 0.5, "channels": (), "fraction": 0.0, "cluster": -1, "clusters": 4, "seed": 0},
 }
+# Warps of a model's input rather than of its features (no stage): kind -> {param: default}.
+# camera: StyleGAN3's Fourier input seen through a moving camera (see `camera_transforms`).
+INPUT_WARP_PARAMS: dict[str, dict[str, Any]] = {
+    "camera": {"degrees": 10.0, "dx": 0.0, "dy": 0.0, "drift": 0.0, "pan_x": 0.0, "pan_y": 0.0},
+}
+ALL_WARP_PARAMS = {**WARP_PARAMS, **INPUT_WARP_PARAMS}
 CHANNEL_OPS = ("scale", "ablate", "invert", "threshold")
 
 
@@ -58,33 +64,54 @@ def _check_param(kind: str, name: str, value: Any, default: Any) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class WarpSpec:
-    """One warp: its kind, the block resolution where it applies, static params, boundary mode.
+    """One warp: its kind, where synthesis is cut for it, static params, boundary mode.
 
+    A feature warp names the stage it cuts after: `resolution` (a StyleGAN2 block resolution, the
+    older form) or `layer` (a stage name such as 'L5' or 'b32', or a stage index); the model's family
+    resolves it (`gvjax.models.cut_stage`). An input warp (`INPUT_WARP_PARAMS`: camera) has neither.
     `params` is a sorted tuple of (name, value) pairs (hashable, so a spec is a static jit
     argument); `WarpSpec.make` fills defaults and validates.
     """
 
     kind: str
-    resolution: int
+    resolution: int | None
     params: tuple[tuple[str, Any], ...] = ()
     boundary: str = "reflect"
+    layer: str | int | None = None
 
     @classmethod
-    def make(cls, kind: str, resolution: int, boundary: str = "reflect", **params) -> "WarpSpec":
-        if kind not in WARP_PARAMS:
-            raise GvjaxError(f"unknown warp {kind!r}; expected one of {', '.join(WARP_PARAMS)}")
+    def make(cls, kind: str, resolution: int | None = None, boundary: str = "reflect", *, layer: str | int | None = None, **params) -> "WarpSpec":
+        if kind not in ALL_WARP_PARAMS:
+            raise GvjaxError(f"unknown warp {kind!r}; expected one of {', '.join(ALL_WARP_PARAMS)}")
         if boundary not in BOUNDARIES:
             raise GvjaxError(f"unknown boundary {boundary!r}; expected one of {', '.join(BOUNDARIES)}")
-        unknown = sorted(set(params) - set(WARP_PARAMS[kind]))
+        if kind in INPUT_WARP_PARAMS and (resolution is not None or layer is not None):
+            raise GvjaxError(f"warp {kind!r} moves the model's input: it takes no resolution or layer")
+        if kind in WARP_PARAMS and (resolution is None) == (layer is None):
+            raise GvjaxError(f"warp {kind!r} needs a layer (e.g. 'L5', or 'b32' on StyleGAN2) or a StyleGAN2 resolution (e.g. 32), not both")
+        defaults = ALL_WARP_PARAMS[kind]
+        unknown = sorted(set(params) - set(defaults))
         if unknown:
-            raise GvjaxError(f"warp {kind!r} has no parameter {unknown[0]!r}; it takes {', '.join(WARP_PARAMS[kind])}")
+            raise GvjaxError(f"warp {kind!r} has no parameter {unknown[0]!r}; it takes {', '.join(defaults)}")
         for name, value in params.items():
-            _check_param(kind, name, value, WARP_PARAMS[kind][name])
-        merged = {**WARP_PARAMS[kind], **params}
+            _check_param(kind, name, value, defaults[name])
+        merged = {**defaults, **params}
         merged = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
-        spec = cls(kind, int(resolution), tuple(sorted(merged.items())), boundary)
+        spec = cls(kind, None if resolution is None else int(resolution), tuple(sorted(merged.items())), boundary, layer)
         spec.validate()
         return spec
+
+    @property
+    def is_input_warp(self) -> bool:
+        """Whether this warp moves the model's input (camera) rather than cutting synthesis."""
+        return self.kind in INPUT_WARP_PARAMS
+
+    @property
+    def where(self) -> str:
+        """Where it cuts, as a timeline names it: 'resolution 32', 'layer L5' or 'the input'."""
+        if self.is_input_warp:
+            return "the input"
+        return f"resolution {self.resolution}" if self.resolution is not None else f"layer {self.layer}"
 
     def p(self, name: str):
         return dict(self.params)[name]
@@ -289,6 +316,35 @@ def cluster_channels(features: np.ndarray, k: int, *, seed: int = 0, iterations:
             if np.any(labels == j):
                 centers[j] = v[labels == j].mean(0)
     return labels
+
+
+# ----------------------------------------------------------------------------- camera (input warp)
+
+
+def camera_matrix(degrees, tx, ty) -> np.ndarray:
+    """`[..., 3, 3]` camera matrices: rotation by `degrees` and translation `(tx, ty)` of the
+    Fourier input's plane, in the layout of NVIDIA's `gen_images.make_transform`."""
+    a = np.deg2rad(np.asarray(degrees, np.float64))
+    c, s = np.cos(a), np.sin(a)
+    tx, ty = np.broadcast_to(tx, a.shape), np.broadcast_to(ty, a.shape)
+    zero, one = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, s, tx], -1), np.stack([-s, c, ty], -1), np.stack([zero, zero, one], -1)], -2)
+
+
+def camera_transforms(spec: WarpSpec, strengths: np.ndarray, fps: float) -> np.ndarray:
+    """`strengths [n]` of a camera warp (frames 0 .. n-1 of the render) -> `[n, 3, 3]` float32
+    input transforms: the inverse of the camera matrix, as StyleGAN3's `transform` buffer holds it.
+
+    The camera turns by `degrees * s` and moves by `(dx, dy) * s` with the strength s of each frame,
+    and drifts: it turns `drift` degrees and pans `(pan_x, pan_y)` per second at full strength, so
+    the drift is the running integral of the strength (quiet passages slow it down). Everything is
+    continuous in the strength, and the identity where the strength has been 0.
+    """
+    d = dict(spec.params)
+    s = np.asarray(strengths, np.float64)
+    travelled = np.concatenate([[0.0], np.cumsum(s)[:-1]]) / fps  # seconds at full strength before each frame
+    m = camera_matrix(d["degrees"] * s + d["drift"] * travelled, d["dx"] * s + d["pan_x"] * travelled, d["dy"] * s + d["pan_y"] * travelled)
+    return np.linalg.inv(m).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- dispatch

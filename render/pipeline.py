@@ -23,14 +23,14 @@ from gvjax.checkpoint import Checkpoint
 from gvjax.distributed import ProcessLost, gather_bytes, process_range, sync
 from gvjax.errors import GvjaxError
 from gvjax.generate import label_vector
-from gvjax.model import Generator
+from gvjax import models
 from gvjax.precision import describe as describe_precision, jax_dtype
 from gvjax.outputs import VIDEO_FORMATS, sha256_file, check_file_output, check_record_output, check_video_output, new_sibling, remove, replace_into
 from gvjax.spline import keyframes_from_npy, keyframes_from_seeds
 from gvjax.warps import channel_mask, cluster_channels
 
 from gvjax.render.config import SPLINE_ALPHAS, RenderConfig
-from gvjax.render.step import FrameSpec, RenderStep, check_preview, check_warps
+from gvjax.render.step import FrameSpec, RenderStep, check_preview, check_warps, frame_input_plan
 from gvjax.render.timeline import Section, Timeline, parse_timeline_text, plan_frames, read_timeline_source
 from gvjax.render.segments import (
     PARTIAL_SUFFIX, SegmentWriter, concat_segments, finished_segments, partial_dir, process_partial_dir, read_manifest, segment_path,
@@ -86,7 +86,7 @@ def section_keyframes(section: Section, ckpt: Checkpoint, keyframes_npy: str | N
         c = label_vector(gcfg, chosen)
     except GvjaxError as e:
         raise GvjaxError(str(e).replace("pass --class N", "pass --class N or set class = N in the timeline's sections")) from None
-    gen = Generator(gcfg)
+    gen = models.generator(gcfg)
     map_fn = jax.jit(lambda z: gen.apply(ckpt.variables, z, c, truncation_psi=section.truncation_psi, method="map"))
     return keyframes_from_seeds(section.keyframe_seeds(), map_fn, z_dim=gcfg.z_dim)
 
@@ -108,23 +108,31 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "gvjax"
 
 
+def stage_features(ckpt: Checkpoint, keyframes: np.ndarray, stage: int) -> jax.Array:
+    """Features `[N, H, W, C]` after `stage` of synthesis, for each of the ws `keyframes [N, num_ws, w_dim]`."""
+    gen = models.generator(ckpt.config)
+    inputs = models.frame_inputs(ckpt.config, ckpt.variables)
+    return jax.vmap(lambda w: gen.apply(ckpt.variables, w, stop=stage + 1, **inputs, method="run_stages")["x"])(jnp.asarray(keyframes))
+
+
 def channel_masks(slots, ckpt: Checkpoint, keyframes: np.ndarray, cache_dir: pathlib.Path | None, model_digest: str) -> dict[int, np.ndarray]:
     """`[C]` masks of the 'channels' warps (index list, random fraction or k-means cluster)."""
     masks = {}
-    for k, w in enumerate(slots):
+    stages = check_warps(ckpt.config, slots)
+    for k, (w, stage) in enumerate(zip(slots, stages)):
         if w.kind != "channels":
             continue
-        c = ckpt.config.channels(w.resolution)
+        c = jax.eval_shape(lambda: stage_features(ckpt, keyframes[:1], stage)).shape[-1]
         labels = None
         if w.p("cluster") >= 0:
-            labels = cluster_labels(ckpt, keyframes, w.resolution, int(w.p("clusters")), int(w.p("seed")), cache_dir, model_digest)
+            labels = cluster_labels(ckpt, keyframes, stage, int(w.p("clusters")), int(w.p("seed")), cache_dir, model_digest)
         masks[k] = channel_mask(c, channels=w.p("channels"), fraction=w.p("fraction"), seed=int(w.p("seed")), labels=labels, cluster=int(w.p("cluster")))
     return masks
 
 
-def cluster_cache_key(model_digest: str, keyframes: np.ndarray, res: int, k: int, seed: int) -> str:
+def cluster_cache_key(model_digest: str, keyframes: np.ndarray, stage: int, k: int, seed: int) -> str:
     """sha256 of everything the channel clusters depend on: model, keyframes, stage, k and seed."""
-    h = hashlib.sha256(f"clusters:v2:{model_digest}:res{res}:k{k}:seed{seed}:".encode())
+    h = hashlib.sha256(f"clusters:v3:{model_digest}:stage{stage}:k{k}:seed{seed}:".encode())
     kf = np.ascontiguousarray(keyframes, np.float32)
     h.update(f"{kf.shape}".encode())
     h.update(kf.tobytes())
@@ -132,15 +140,15 @@ def cluster_cache_key(model_digest: str, keyframes: np.ndarray, res: int, k: int
 
 
 def cluster_labels(
-    ckpt: Checkpoint, keyframes: np.ndarray, res: int, k: int, seed: int, cache_dir: pathlib.Path | None, model_digest: str
+    ckpt: Checkpoint, keyframes: np.ndarray, stage: int, k: int, seed: int, cache_dir: pathlib.Path | None, model_digest: str
 ) -> np.ndarray:
-    """k-means labels `[C]` of the channels at block `res`, from the keyframes' features.
+    """k-means labels `[C]` of the channels after synthesis stage `stage`, from the keyframes' features.
 
     Cached in `cache_dir/clusters/<key>.npy`, keyed by `cluster_cache_key`; a cache file that
     cannot be read, or holds the wrong shape or labels, is recomputed and rewritten.
     """
-    c = ckpt.config.channels(res)
-    cache = None if cache_dir is None else cache_dir / "clusters" / f"{cluster_cache_key(model_digest, keyframes, res, k, seed)}.npy"
+    c = jax.eval_shape(lambda: stage_features(ckpt, keyframes[:1], stage)).shape[-1]
+    cache = None if cache_dir is None else cache_dir / "clusters" / f"{cluster_cache_key(model_digest, keyframes, stage, k, seed)}.npy"
     if cache is not None and cache.is_file():
         try:
             labels = np.load(cache, allow_pickle=False)
@@ -148,9 +156,7 @@ def cluster_labels(
                 return labels
         except (OSError, ValueError, EOFError):
             pass  # damaged: recompute
-    gen = Generator(ckpt.config)
-    x, _ = jax.vmap(lambda w: gen.apply(ckpt.variables, w, upto_res=res, method="run_blocks"))(jnp.asarray(keyframes))
-    labels = cluster_channels(np.asarray(x), k, seed=seed)
+    labels = cluster_channels(np.asarray(stage_features(ckpt, keyframes, stage)), k, seed=seed)
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -163,9 +169,9 @@ def cluster_labels(
 
 
 def estimate_frame_bytes(gcfg, width: int, height: int, scale: int) -> int:
-    """Rough peak bytes one frame of the render step needs: features of every block (a few
-    copies each, float32), the scaled image and the output frame."""
-    feats = sum(gcfg.channels(r) * r * r for r in gcfg.block_resolutions) * 4 * 6
+    """Rough peak bytes one frame of the render step needs: features of every synthesis stage (a
+    few copies each, float32), the scaled image and the output frame."""
+    feats = sum(math.prod(shape) for shape in models.stage_shapes(gcfg)) * 4 * 6
     side = gcfg.img_resolution * scale
     return feats + side * side * 3 * 4 * 4 + width * height * (3 * 4 + 3)
 
@@ -260,6 +266,8 @@ class RenderJob:
     plan: Any  # render.timeline.FramePlan
     keyframes: list[np.ndarray]  # per section, [N, num_ws, w_dim]
     step: RenderStep
+    # the family's per-frame inputs of every frame, from the plan's strengths (`frame_input_plan`)
+    frame_inputs: Callable[[np.ndarray], dict[str, np.ndarray]] = lambda strengths: {}
 
     def batch_ranges(self, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
         """[first, last) frame ranges of the step's batches over frames [start, stop); batches never straddle a section change."""
@@ -276,10 +284,12 @@ class RenderJob:
         from `start` > 0 begins them with copies of frame `start`'s features).
         """
         plan, kf, pending = self.plan, self.keyframes, None
+        frame_inputs = self.frame_inputs(plan.strengths)
         for first, last in self.batch_ranges(start, stop):
             idx = np.arange(first, last)
             sa, sb = int(plan.section_a[first]), int(plan.section_b[first])
-            frames = self.step(kf[sa], plan.t_a[idx], kf[sb], plan.t_b[idx], plan.fade[idx], idx, plan.strengths[idx])
+            inputs = {name: v[idx] for name, v in frame_inputs.items()} or None
+            frames = self.step(kf[sa], plan.t_a[idx], kf[sb], plan.t_b[idx], plan.fade[idx], idx, plan.strengths[idx], inputs)
             if pending is not None:
                 yield pending
             pending = (first, frames, len(idx))
@@ -315,7 +325,10 @@ def prepare_render(cfg: RenderConfig, ckpt: Checkpoint, song: pathlib.Path, time
     dtype = jax_dtype(cfg.dtype)
     masks = channel_masks(slots, ckpt, keyframes[0], cache_dir, model_digest)
     step = RenderStep(ckpt.config, ckpt.variables, spec, batch=batch, seed=cfg.seed, dtype=dtype, masks=masks)
-    return RenderJob(width, height, n_frames, plan, keyframes, step)
+    def frame_inputs(strengths):
+        return frame_input_plan(ckpt.config, ckpt.variables, slots, strengths, cfg.fps)
+
+    return RenderJob(width, height, n_frames, plan, keyframes, step, frame_inputs)
 
 
 def render_video(

@@ -1,8 +1,10 @@
 """The render step: per-frame parameters in, uint8 frames out, through one jitted, vmapped call.
 
-`frame_fn` renders ONE frame from its position `t` on the keyframe loop; `RenderStep`
-vmaps it over a batch, compiles it once (static shapes: the last batch is padded) and
-shards the batch over the local devices when there are several.
+The step is written for ONE frame (its position `t` on the keyframe loop, its warp strengths,
+its family inputs) and vmapped over a batch; `RenderStep` compiles it once (static shapes: the
+last batch is padded) and shards the batch over the local devices when there are several. It
+works for every model family through `gvjax.models`: synthesis is cut after the stages the
+warps name, never at family-specific places.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from gvjax.config import GeneratorConfig
+from gvjax import models
 from gvjax.distributed import local_mesh
 from gvjax.errors import GvjaxError
-from gvjax.model import Generator, modconv_for_batch, with_arranged_kernels
+from gvjax.model import modconv_for_batch, with_arranged_kernels
 from gvjax.spline import sample_spline
-from gvjax.warps import WarpSpec, apply_warp, slitscan_batch, slitscan_history
+from gvjax.warps import WarpSpec, apply_warp, camera_transforms, slitscan_batch, slitscan_history
 
 
 def to_uint8(img: jnp.ndarray) -> jnp.ndarray:
@@ -71,57 +73,95 @@ class FrameSpec:
     scale: int = 1
 
 
-def check_preview(config: GeneratorConfig, preview_res: int | None) -> int | None:
-    """Validate a preview resolution (None: full synthesis)."""
+def check_preview(config: Any, preview_res: int | None) -> int | None:
+    """Validate a preview resolution (None: full synthesis); the family says whether it can preview."""
     if preview_res is None:
         return None
-    if config.architecture != "skip":
-        raise GvjaxError(f"--preview needs a 'skip' architecture model (this one is {config.architecture!r})")
-    if preview_res not in config.block_resolutions:
-        raise GvjaxError(f"preview resolution {preview_res} is not one of the model's {config.block_resolutions}")
+    models.preview_stage(config, preview_res)
     return preview_res
 
 
-def check_warps(config: GeneratorConfig, warps: tuple[WarpSpec, ...]) -> None:
-    """Every warp must sit at one of the model's block resolutions below the output."""
+def check_warps(config: Any, warps: tuple[WarpSpec, ...]) -> tuple[int | None, ...]:
+    """The stage each warp cuts after (None for an input warp), checked against the model.
+
+    A feature warp must cut before the model's last stage; the camera needs a family with a
+    `transform` input (StyleGAN3). Anything else is a one-line GvjaxError naming the warp.
+    """
+    names = models.stage_names(config)
+    inputs = models.frame_inputs_names(config)
+    stages = []
     for w in warps:
-        if w.resolution not in config.block_resolutions[:-1]:
+        if w.is_input_warp:
+            if "transform" not in inputs:
+                raise GvjaxError(f"warp {w.kind!r} moves StyleGAN3's Fourier input; this {models.family_of(config)} model has none")
+            stages.append(None)
+            continue
+        try:
+            stage = models.cut_stage(config, resolution=w.resolution, layer=w.layer)
+        except GvjaxError as e:
+            raise GvjaxError(f"warp {w.kind!r}: {e}") from None
+        if stage >= len(names) - 1:
             raise GvjaxError(
-                f"warp {w.kind!r} at resolution {w.resolution}: the model's blocks are {config.block_resolutions}; "
-                "use one below the output resolution"
+                f"warp {w.kind!r} at {w.where}: that is the model's last stage ({names[-1]}); cut before it: {', '.join(names[:-1])}"
             )
+        stages.append(stage)
+    return tuple(stages)
 
 
-def batch_fn(gen: Generator, spec: FrameSpec, masks: dict[int, np.ndarray]) -> Callable:
-    """The batch step: a batch of per-frame parameters -> `(frames [B, H, W, 3] uint8, histories)`.
+def frame_input_plan(config: Any, variables: Any, warps: tuple[WarpSpec, ...], strengths: np.ndarray, fps: float) -> dict[str, np.ndarray]:
+    """The family's per-frame synthesis inputs for every frame of a render: `name -> [n, ...]`.
 
-    Per-frame work (spline, synthesis, per-frame warps) is written for one frame and vmapped;
-    slit-scan works on the batch plus the carried history of past frames.
+    `strengths [n, K]` are the warps' per-frame strengths. StyleGAN3's `transform` is the model's
+    stored one composed with every camera warp's (`gvjax.warps.camera_transforms`), which
+    integrates the strength from frame 0, so it is computed for the whole render at once.
+    """
+    n = len(strengths)
+    plan = {name: np.broadcast_to(np.asarray(v, np.float32), (n,) + np.shape(v)).copy() for name, v in models.frame_inputs(config, variables).items()}
+    for k, w in enumerate(warps):
+        if w.kind == "camera":
+            plan["transform"] = np.matmul(plan["transform"], camera_transforms(w, strengths[:, k], fps)).astype(np.float32)
+    return plan
+
+
+def batch_fn(gen: Any, spec: FrameSpec, masks: dict[int, np.ndarray], stages: tuple[int | None, ...], on_trace: Callable[[], None] = lambda: None) -> Callable:
+    """The batch step: `(variables, keyframes, frames, histories, n_valid, first, key)` ->
+    `(uint8 frames [B, H, W, 3], histories)`.
+
+    `keyframes = {'a', 'b'}`: `[N, num_ws, w_dim]` of the two blended sections; `frames`: one dict of
+    per-frame arrays `[B, ...]` (`t_a`, `t_b`, `fade`, `index`, `strengths [B, K]`, and the family's
+    inputs such as StyleGAN3's `transform [B, 3, 3]`). Per-frame work (spline, synthesis, per-frame
+    warps) is written for one frame and vmapped; slit-scan works on the batch plus the carried
+    history of past frames. `on_trace` is called each time the step is traced (= compiled).
     """
     cfg = gen.config
-    final_res = spec.preview_res or cfg.img_resolution
-    warps = [(k, w) for k, w in enumerate(spec.warps) if w.resolution < final_res]
-    cuts = sorted({w.resolution for _, w in warps})
+    n_stages = len(models.stage_names(cfg))
+    last = models.preview_stage(cfg, spec.preview_res) if spec.preview_res is not None else n_stages - 1
+    warps = [(k, w, st) for k, (w, st) in enumerate(zip(spec.warps, stages)) if st is not None and st < last]
+    cuts = sorted({st for _, _, st in warps})
+    input_names = tuple(sorted(models.frame_inputs_names(cfg)))
 
-    def blocks(after, upto):
-        def run(variables, ws, x, img, key):
-            return gen.apply(variables, ws, x, img, after_res=after, upto_res=upto, noise_mode=spec.noise_mode, noise_key=key, method="run_blocks")
+    def stages_fn(start, stop):
+        def run(variables, ws, carry, key, inputs):
+            return gen.apply(variables, ws, carry, start=start, stop=stop, noise_mode=spec.noise_mode, noise_key=key, **inputs, method="run_stages")
 
         return jax.vmap(run, in_axes=(None, 0, 0, 0, 0))
 
-    def step(variables, kf_a, t_a, kf_b, t_b, fade, frame_index, strengths, histories, n_valid, first, base_key):
+    def step(variables, keyframes, frames, histories, n_valid, first, base_key):
+        on_trace()
         sample = jax.vmap(lambda kf, t: sample_spline(kf, t, alpha=spec.spline_alpha), in_axes=(None, 0))
-        ws_a, ws_b = sample(kf_a, t_a), sample(kf_b, t_b)
-        ws = ws_a + fade[:, None, None] * (ws_b - ws_a)
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base_key, frame_index) if spec.noise_mode == "random" else None
-        seconds = frame_index.astype(jnp.float32) / spec.fps
+        ws_a, ws_b = sample(keyframes["a"], frames["t_a"]), sample(keyframes["b"], frames["t_b"])
+        ws = ws_a + frames["fade"][:, None, None] * (ws_b - ws_a)
+        index, strengths = frames["index"], frames["strengths"]
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base_key, index) if spec.noise_mode == "random" else None
+        inputs = {name: frames[name] for name in input_names}
+        seconds = index.astype(jnp.float32) / spec.fps
         histories = dict(histories)
-        x = img = None
-        after = 0
-        for res in cuts:
-            x, img = blocks(after, res)(variables, ws, x, img, keys)
-            for k, w in warps:
-                if w.resolution != res:
+        carry, done = None, 0
+        for stage in cuts:
+            carry = stages_fn(done, stage + 1)(variables, ws, carry, keys, inputs)
+            x = carry["x"]
+            for k, w, st in warps:
+                if st != stage:
                     continue
                 s = strengths[:, k]  # float32: each warp casts what it blends with to the features' dtype
                 if w.kind == "slitscan":
@@ -132,17 +172,18 @@ def batch_fn(gen: Generator, spec: FrameSpec, masks: dict[int, np.ndarray]) -> C
                 else:
                     warp_one = jax.vmap(lambda x, s, t, w=w, k=k: apply_warp(w, x, s, t, masks.get(k)))
                     x = jax.lax.cond(jnp.any(s != 0), lambda x: warp_one(x, s, seconds), lambda x: x, x)
-            after = res
-        _, img = blocks(after, final_res)(variables, ws, x, img, keys)
-        if spec.preview_res is not None:
-            img = jax.vmap(lambda i: upscale_nearest(i, cfg.img_resolution // spec.preview_res))(img)
+            carry = {**carry, "x": x}
+            done = stage + 1
+        img = stages_fn(done, last + 1)(variables, ws, carry, keys, inputs)["img"]
+        if img.shape[-2] != cfg.img_resolution:  # a preview: the skip image of an earlier block
+            img = jax.vmap(lambda i: upscale_nearest(i, cfg.img_resolution // img.shape[-2]))(img)
         img = img.astype(jnp.float32)
         if spec.scale > 1:
             img = jax.vmap(lambda i: upscale_lanczos(i, spec.scale))(img)
         if img.shape[-1] == 1:
             img = jnp.broadcast_to(img, img.shape[:-1] + (3,))
-        frames = jax.vmap(lambda i: fit_to_size(to_uint8(i[..., :3]), spec.width, spec.height))(img)
-        return frames, histories
+        out = jax.vmap(lambda i: fit_to_size(to_uint8(i[..., :3]), spec.width, spec.height))(img)
+        return out, histories
 
     return step
 
@@ -150,39 +191,53 @@ def batch_fn(gen: Generator, spec: FrameSpec, masks: dict[int, np.ndarray]) -> C
 class RenderStep:
     """One compiled step for a render: per-frame parameters in, uint8 frames out.
 
-    `__call__(kf_a, t_a, kf_b, t_b, fade, frame_index, strengths)`: keyframes `[N, num_ws,
-    w_dim]` of the two blended sections, per-frame positions `t [b] in [0, 1)`, fade `[b]`
-    (weight of b), frame indices `[b]` and warp strengths `[b, K]`, with b <= batch (padded
-    here). Slit-scan histories are carried from call to call. The batch is rounded up to a
-    multiple of the local device count and sharded over this process's devices; params are replicated. It
-    compiles once per keyframe-count layout (`compilations` counts them).
+    `__call__(kf_a, t_a, kf_b, t_b, fade, frame_index, strengths, inputs=None)`: keyframes `[N,
+    num_ws, w_dim]` of the two blended sections, per-frame positions `t [b] in [0, 1)`, fade `[b]`
+    (weight of b), frame indices `[b]`, warp strengths `[b, K]` and the family's per-frame inputs
+    (`inputs`: name -> `[b, ...]`, e.g. from `frame_input_plan`; None: the model's defaults), with
+    b <= batch (padded here). They travel as one dict, sharded along frames over this process's
+    devices (the batch is rounded up to a multiple of their count); params are replicated.
+    Slit-scan histories are carried from call to call. It compiles once per keyframe-count layout;
+    `compilations` counts the traces.
     """
 
-    def __init__(self, config: GeneratorConfig, variables: Any, spec: FrameSpec, *, batch: int, seed: int, dtype=jnp.float32, masks: dict[int, np.ndarray] | None = None):
-        check_warps(config, spec.warps)
+    def __init__(self, config: Any, variables: Any, spec: FrameSpec, *, batch: int, seed: int, dtype=jnp.float32, masks: dict[int, np.ndarray] | None = None):
+        stages = check_warps(config, spec.warps)
+        check_preview(config, spec.preview_res)
         mesh = local_mesh("frames")  # this process's devices: in a multi-process render each process has its own frames
         self.batch = -(-batch // mesh.size) * mesh.size
         self.spec = spec
-        gen = Generator(config, modconv=modconv_for_batch(self.batch), dtype=dtype)
-        self._rep = NamedSharding(mesh, PartitionSpec())
+        self.compilations = 0
+        gen = models.generator(config, modconv=modconv_for_batch(self.batch), dtype=dtype)
+        self._defaults = {name: np.asarray(v, np.float32) for name, v in models.frame_inputs(config, variables).items()}
+        rep = NamedSharding(mesh, PartitionSpec())
         per_frame = NamedSharding(mesh, PartitionSpec("frames"))
-        rep = self._rep
+
+        def traced():
+            self.compilations += 1
+
         self._fn = jax.jit(
-            batch_fn(gen, spec, masks or {}),
-            in_shardings=(rep, rep, per_frame, rep, per_frame, per_frame, per_frame, per_frame, rep, rep, rep, rep),
+            batch_fn(gen, spec, masks or {}, stages, traced),
+            in_shardings=(rep, rep, per_frame, rep, rep, rep, rep),  # a sharding for a dict applies to each of its arrays
             out_shardings=(per_frame, rep),
         )
         self._variables = jax.device_put(with_arranged_kernels(gen, variables), rep)
         self._key = jax.device_put(jax.random.key(seed), rep)
-        r = config.block_resolutions
+        last = models.preview_stage(config, spec.preview_res) if spec.preview_res is not None else len(models.stage_names(config)) - 1
+        ws = jax.ShapeDtypeStruct((config.num_ws, config.w_dim), jnp.float32)
+        inputs = {name: jax.ShapeDtypeStruct(v.shape, v.dtype) for name, v in self._defaults.items()}
+
+        def features(stage):
+            run = lambda ws, inputs: gen.apply(variables, ws, stop=stage + 1, **inputs, method="run_stages")["x"]
+            return jax.eval_shape(run, ws, inputs)
+
         self._histories = jax.device_put({
-            k: jnp.zeros((w.history, w.resolution, w.resolution, config.channels(w.resolution)), dtype)
-            for k, w in enumerate(spec.warps) if w.kind == "slitscan" and w.resolution < (spec.preview_res or r[-1])
+            k: jnp.zeros((w.history,) + features(st).shape, features(st).dtype)
+            for k, (w, st) in enumerate(zip(spec.warps, stages)) if w.kind == "slitscan" and st < last
         }, rep)
         self._first = True
-        self.compilations = 0
 
-    def __call__(self, kf_a, t_a, kf_b, t_b, fade, frame_index, strengths) -> jax.Array:
+    def __call__(self, kf_a, t_a, kf_b, t_b, fade, frame_index, strengths, inputs: dict | None = None) -> jax.Array:
         n = len(t_a)
         if n > self.batch:
             raise ValueError(f"{n} frames do not fit a batch of {self.batch}")
@@ -193,12 +248,11 @@ class RenderStep:
 
         k = max(len(self.spec.warps), 1)
         strengths = np.zeros((n, k), np.float32) if not self.spec.warps else strengths
-        before = self._fn._cache_size()
-        frames, self._histories = self._fn(
-            self._variables, jnp.asarray(kf_a, jnp.float32), pad(t_a, np.float32), jnp.asarray(kf_b, jnp.float32),
-            pad(t_b, np.float32), pad(fade, np.float32), pad(frame_index, np.int32), pad(strengths, np.float32),
-            self._histories, np.int32(n), np.bool_(self._first), self._key,
-        )
+        inputs = inputs or {name: np.broadcast_to(v, (n,) + v.shape) for name, v in self._defaults.items()}
+        frames = {"t_a": pad(t_a, np.float32), "t_b": pad(t_b, np.float32), "fade": pad(fade, np.float32),
+                  "index": pad(frame_index, np.int32), "strengths": pad(strengths, np.float32),
+                  **{name: pad(inputs[name], np.float32) for name in self._defaults}}
+        keyframes = {"a": jnp.asarray(kf_a, jnp.float32), "b": jnp.asarray(kf_b, jnp.float32)}
+        out, self._histories = self._fn(self._variables, keyframes, frames, self._histories, np.int32(n), np.bool_(self._first), self._key)
         self._first = False
-        self.compilations += self._fn._cache_size() - before
-        return frames
+        return out

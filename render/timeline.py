@@ -11,8 +11,10 @@
     speed_gain = 1.0
 
     [[section.warp]]
-    type = "slitscan"               # slitscan strips rotate zoom translate flip mirror wave channels
-    resolution = 32                 # block resolution where synthesis is cut
+    type = "slitscan"               # slitscan strips rotate zoom translate flip mirror wave channels;
+                                    # camera (StyleGAN3: moves the Fourier input; no resolution/layer)
+    resolution = 32                 # StyleGAN2 block resolution after which synthesis is cut
+                                    # (or layer = "L5": a StyleGAN3 layer, or a StyleGAN2 block "b32")
     feature = "onset"               # the audio feature driving its strength
     gain = 1.0                      # strength = clip(offset + gain * feature, 0, 1) (smoothed)
     offset = 0.0
@@ -39,11 +41,11 @@ from gvjax.audio import FEATURES, AudioFeatures, smooth_envelope
 from gvjax.config import SEED_LIMIT
 from gvjax.errors import GvjaxError
 from gvjax.spline import advance_times
-from gvjax.warps import WARP_PARAMS, WarpSpec
+from gvjax.warps import ALL_WARP_PARAMS, INPUT_WARP_PARAMS, WarpSpec
 
 PRESETS = pathlib.Path(__file__).parent / "presets"
 SECTION_KEYS = {"start", "end", "seeds", "keyframes", "seed", "laps", "laps_per_minute", "drive", "base_speed", "speed_gain", "warp", "truncation_psi", "class"}
-WARP_KEYS = {"type", "resolution", "feature", "gain", "offset", "smoothing", "boundary"}
+WARP_KEYS = {"type", "resolution", "layer", "feature", "gain", "offset", "smoothing", "boundary"}
 DRIVES = tuple(f for f in FEATURES if f != "chroma")
 
 
@@ -133,17 +135,24 @@ def _feature(value, where, key="feature") -> str:
 
 def _warp(table: dict, where: str) -> WarpUse:
     if "type" not in table:
-        raise GvjaxError(f"{where}: a warp needs a type ({', '.join(WARP_PARAMS)})")
+        raise GvjaxError(f"{where}: a warp needs a type ({', '.join(ALL_WARP_PARAMS)})")
     kind = table["type"]
-    if kind not in WARP_PARAMS:
-        raise GvjaxError(f"{where}: unknown warp type {kind!r}; expected one of {', '.join(WARP_PARAMS)}")
-    _check_keys(table, WARP_KEYS | set(WARP_PARAMS[kind]), where)
-    if "resolution" not in table:
-        raise GvjaxError(f"{where}: a warp needs a resolution (e.g. 16 or 32)")
-    params = {k: v for k, v in table.items() if k in WARP_PARAMS[kind]}
+    if kind not in ALL_WARP_PARAMS:
+        raise GvjaxError(f"{where}: unknown warp type {kind!r}; expected one of {', '.join(ALL_WARP_PARAMS)}")
+    if kind in INPUT_WARP_PARAMS:
+        _check_keys(table, WARP_KEYS - {"resolution", "layer", "boundary"} | set(ALL_WARP_PARAMS[kind]), where)
+    else:
+        _check_keys(table, WARP_KEYS | set(ALL_WARP_PARAMS[kind]), where)
+        if ("resolution" in table) == ("layer" in table):
+            raise GvjaxError(f"{where}: a warp needs a layer (e.g. \"L5\" on StyleGAN3, \"b32\" on StyleGAN2) or a resolution (e.g. 16 or 32), one of them")
+    layer = table.get("layer")
+    if layer is not None and not (isinstance(layer, str) or (isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0)):
+        raise GvjaxError(f"{where}: layer must be a layer name such as \"L5\" or a stage index >= 0, got {layer!r}")
+    params = {k: v for k, v in table.items() if k in ALL_WARP_PARAMS[kind]}
     default_boundary = "wrap" if kind == "strips" else "reflect"
     try:
-        spec = WarpSpec.make(kind, _integer(table["resolution"], where, "resolution", low=1), table.get("boundary", default_boundary), **params)
+        resolution = _integer(table["resolution"], where, "resolution", low=1) if "resolution" in table else None
+        spec = WarpSpec.make(kind, resolution, table.get("boundary", default_boundary), layer=layer, **params)
     except GvjaxError as e:
         raise GvjaxError(f"{where}: {e}") from None
     smoothing = table.get("smoothing", [0.0, 0.0])

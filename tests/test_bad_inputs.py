@@ -82,6 +82,7 @@ def world_src(tmp_path_factory, nvidia_checkpoint):
     (w / "fake.mp3").write_bytes(png_bytes())
     (w / "truncated.pkl").write_bytes((STYLEGAN2 / "ada_micro_skip.pkl").read_bytes()[:5000])
     shutil.copy(STYLEGAN2 / "ada_micro_skip.pkl", w / "ada.pkl")
+    shutil.copy(STYLEGAN2.parent / "stylegan3" / "sg3t_micro.pkl", w / "sg3.pkl")
     shutil.copytree(nvidia_checkpoint("ada_micro_skip"), w / "ckpt")
     shutil.copytree(nvidia_checkpoint("ada_micro_cond"), w / "cond")
     (w / "photos").mkdir()
@@ -224,6 +225,21 @@ CASES = [
     ("render --timeline is a directory", ["render", "song.wav", "-o", "v.mp4", "--timeline", "photos"], "directory", 2, None),
     ("render --timeline resolution not in model", ["render", "song.wav", "-o", "v.mp4", "--model", "ckpt", "--timeline", "t.toml"],
      "resolution", 2, write_file("t.toml", TIMELINE_OK + "[[section.warp]]\ntype = 'rotate'\nresolution = 64\n")),
+    # ---- render: StyleGAN3 models (layers, not resolution blocks) and the camera
+    ("render StyleGAN3 with a layer it lacks", ["render", "song.wav", "-o", "v.mp4", "--model", "sg3.pkl", "--timeline", "t.toml"],
+     "no StyleGAN3 stage 'L99'", 2, write_file("t.toml", TIMELINE_OK + "[[section.warp]]\ntype = 'rotate'\nlayer = 'L99'\n")),
+    ("render StyleGAN3 with a resolution warp", ["render", "song.wav", "-o", "v.mp4", "--model", "sg3.pkl", "--timeline", "t.toml"],
+     "name a layer instead", 2, write_file("t.toml", TIMELINE_OK + "[[section.warp]]\ntype = 'rotate'\nresolution = 16\n")),
+    ("render StyleGAN3 warp at ToRGB", ["render", "song.wav", "-o", "v.mp4", "--model", "sg3.pkl", "--timeline", "t.toml"],
+     "last stage", 2, write_file("t.toml", TIMELINE_OK + "[[section.warp]]\ntype = 'rotate'\nlayer = 'L14'\n")),
+    ("render --preview on StyleGAN3", ["render", "song.wav", "-o", "v.mp4", "--model", "sg3.pkl", "--preview"],
+     "--preview needs a StyleGAN2", 2, None),
+    ("render the camera on StyleGAN2", ["render", "song.wav", "-o", "v.mp4", "--model", "ckpt", "--timeline", "t.toml"],
+     "moves StyleGAN3's Fourier input", 2, write_file("t.toml", TIMELINE_OK + "[[section.warp]]\ntype = 'camera'\n")),
+    ("render a camera with a layer", ["render", "song.wav", "-o", "v.mp4", "--model", "sg3.pkl", "--timeline", "t.toml"],
+     "unknown key 'layer'", 2, write_file("t.toml", TIMELINE_OK + "[[section.warp]]\ntype = 'camera'\nlayer = 'L2'\n")),
+    ("render a warp with both layer and resolution", ["render", "song.wav", "-o", "v.mp4", "--timeline", "t.toml"],
+     "one of them", 2, write_file("t.toml", TIMELINE_OK + "[[section.warp]]\ntype = 'rotate'\nlayer = 'b8'\nresolution = 8\n")),
     # ---- render: songs
     ("render a missing song", ["render", "gone.wav", "-o", "v.mp4"], "not found", 2, None),
     ("render a text file", ["render", "notes.txt", "-o", "v.mp4"], "notes.txt", 2, None),

@@ -43,6 +43,26 @@ def test_generate_matches_nvidia_generate_py(tmp_path, nvidia_checkpoint, fixtur
         assert np.abs(npy - floats[seed]).max() <= 1e-4
 
 
+SG3_REF = DATA.parent / "fixtures" / "stylegan3_gen_images"  # made by stylegan3's unmodified gen_images.py (README there)
+
+
+@pytest.mark.parametrize("fixture", ["sg3t_micro", "sg3r_micro"])
+@pytest.mark.parametrize("run,extra", [("plain", []), ("transform", ["--translate", "0.2,0.3", "--rotate", "10"])])
+def test_generate_stylegan3_matches_gen_images_py(tmp_path, fixture, run, extra):
+    from gvjax.cli import _run  # the entry point in-process (the StyleGAN2 cases above run it as a subprocess)
+
+    out = tmp_path / "out"
+    assert _run(["generate", str(DATA / "stylegan3" / f"{fixture}.pkl"), "--seeds", "0-3", "--trunc", "0.7", "--outdir", str(out), *extra]) == 0
+    for seed in range(4):
+        ours = read_png(out / f"seed{seed:04d}.png").astype(int)
+        theirs = read_png(SG3_REF / fixture / run / f"seed{seed:04d}.png").astype(int)
+        assert ours.shape == theirs.shape == (32, 32, 3)
+        assert np.abs(ours - theirs).max() <= 1, (seed, np.abs(ours - theirs).max())
+    if run == "transform":  # the camera moved: most seeds differ from the plain references by far more than 1 level
+        moved = [np.abs(read_png(out / f"seed{s:04d}.png").astype(int) - read_png(SG3_REF / fixture / "plain" / f"seed{s:04d}.png").astype(int)).max() for s in range(4)]
+        assert sum(m > 3 for m in moved) >= 2, moved
+
+
 def test_generate_errors_are_one_line(tmp_path, nvidia_checkpoint):
     cases = [
         (["generate", tmp_path / "missing", "--outdir", tmp_path / "o"], "no such model"),

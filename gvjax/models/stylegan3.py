@@ -38,6 +38,7 @@ from gvjax.model import NOISE_MODES, FullyConnected, MappingNetwork, arranged_ke
 from gvjax.precision import matmul_precision
 
 FAMILY = "stylegan3"
+FRAME_INPUTS = ("transform",)  # per-frame synthesis inputs beyond ws (see frame_inputs)
 MAX_RESOLUTION = 8192
 
 
@@ -279,6 +280,30 @@ def stage_index(config: StyleGAN3Config, stage: str | int) -> int:
     raise GvjaxError(f"no StyleGAN3 stage {stage!r}: expected 'input', L0 ... L{len(names) - 2} (or 0 ... {len(names) - 1})")
 
 
+def cut_stage(config: StyleGAN3Config, *, resolution: int | None = None, layer: str | int | None = None) -> int:
+    """Index into `stage_names` of the stage a warp cuts after, named by `layer` (see `stage_index`).
+
+    StyleGAN3 layers are not resolution blocks: a `resolution` is a one-line GvjaxError.
+    """
+    if resolution is not None:
+        raise GvjaxError(
+            f"a warp at resolution {resolution} needs a StyleGAN2 model; StyleGAN3 layers are not resolution "
+            f"blocks: name a layer instead, e.g. layer = \"L{config.num_layers // 2}\" (L0 ... L{config.num_layers})"
+        )
+    return stage_index(config, layer)
+
+
+def preview_stage(config: StyleGAN3Config, preview_res: int) -> int:
+    """StyleGAN3 has no intermediate images to preview: a one-line GvjaxError."""
+    raise GvjaxError("--preview needs a StyleGAN2 'skip' model: StyleGAN3 makes no intermediate image (use a smaller --scale or --size)")
+
+
+def frame_inputs(config: StyleGAN3Config, variables: dict) -> dict:
+    """Per-frame synthesis inputs beyond ws, with their defaults: the input's `transform [3, 3]`
+    (NVIDIA's buffer: the inverse of the camera's rotation and translation; the identity when trained)."""
+    return {"transform": variables["buffers"]["synthesis"]["input"]["transform"]}
+
+
 # --- modules -------------------------------------------------------------------------------------
 
 
@@ -331,6 +356,10 @@ class SynthesisLayer(nn.Module):
     then modulated and demodulated. ToRGB: styles times `1 / sqrt(C_in)`, no demodulation, a linear
     activation. Both scale the conv output by `input_gain = rsqrt(magnitude_ema)`. Arranged kernels
     (`gvjax.model.with_arranged_kernels`) hold the normalised weight.
+
+    Sows `input_mean_square` (the mean of `x²` over this example's input, float32) into
+    'intermediates' when that collection is mutable: the statistic training tracks in `magnitude_ema`
+    (see `synthesize_tracking_magnitudes`).
     """
 
     spec: LayerSpec
@@ -343,6 +372,7 @@ class SynthesisLayer(nn.Module):
     def __call__(self, x, w):
         """`x [in_size, in_size, C_in]`, `w [w_dim]`."""
         s, k = self.spec, self.spec.conv_kernel
+        self.sow("intermediates", "input_mean_square", jnp.mean(jnp.square(x.astype(jnp.float32))))
         styles = FullyConnected(self.w_dim, s.in_channels, bias_init=1.0, name="affine")(w)
         weight = self.param("weight", ops.normal_init((s.out_channels, s.in_channels, k, k)))
         bias = self.param("bias", lambda key: jnp.zeros((s.out_channels,), jnp.float32))
@@ -434,6 +464,15 @@ class Generator(nn.Module):
         """See `SynthesisNetwork.run_layers`."""
         return self.synthesis.run_layers(ws, carry, **kwargs)
 
+    def run_stages(self, ws, carry=None, *, start: int = 0, stop: int | None = None, noise_mode="const", noise_key=None, transform=None):
+        """The family-neutral cut (see `gvjax.models`): `carry = {'x': features, 'img': image or None}`
+        (None before stage 0); after the last stage `carry['img']` is the image `[R, R, C]`.
+        `transform [3, 3]` is the input's (None: the stored one); StyleGAN3 has no noise."""
+        n = len(stage_names(self.config))
+        stop = n if stop is None else stop
+        x = self.synthesis.run_layers(ws, None if carry is None else carry["x"], start=start, stop=stop, transform=transform)
+        return {"x": x, "img": x if stop == n else None}
+
     def __call__(self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None, transform=None, noise_mode="const", noise_key=None):
         """`z [z_dim]`, `c [c_dim]` -> image `[R, R, C]`."""
         ws = self.map(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
@@ -451,3 +490,37 @@ def init_variables(config: StyleGAN3Config, key: jax.Array) -> dict:
 def variable_shapes(config: StyleGAN3Config) -> dict:
     """The tree of `jax.ShapeDtypeStruct` a generator of `config` has, without computing anything."""
     return jax.eval_shape(lambda: init_variables(config, jax.random.key(0)))
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def synthesize_tracking_magnitudes(gen: Generator, variables: dict, ws: jnp.ndarray, beta) -> tuple[jnp.ndarray, dict]:
+    """Synthesis of a batch that updates every layer's `magnitude_ema` as NVIDIA's training does (`update_emas`).
+
+    Stage by stage: before layer i runs, its `magnitude_ema` becomes
+    `lerp(m, magnitude_ema, beta) = m + beta * (magnitude_ema - m)`, where `m` is the mean of `x²` of
+    the layer's input over the whole batch (every example, position and channel; no gradient); the
+    layer then runs with the new value, so each later layer's input is computed with the updated gains
+    before its own statistic is taken. The stages work on one example at a time (vmapped); only the
+    mean spans the batch. A forward pass with the returned buffers sees the same layer inputs, so its
+    sown `input_mean_square` (batch-averaged) is `m` of each layer.
+
+    Args:
+      gen: the generator module; variables: its `{'params', 'buffers'}`.
+      ws: `[N, num_ws, w_dim]`.
+      beta: the decay, a float or a scalar array (NVIDIA's train.py: `0.5 ** (batch / 20000)`).
+
+    Returns:
+      (images `[N, R, R, C]` float32, `variables['buffers']` with each layer's new `magnitude_ema`).
+    """
+    names = stage_names(gen.config)
+    buffers = variables["buffers"]
+    synthesis = dict(buffers["synthesis"])
+    x = jax.vmap(lambda w: gen.apply(variables, w, None, start=0, stop=1, method="run_layers"))(ws)
+    for i, name in enumerate(names[1:], start=1):
+        m = jnp.mean(jnp.square(lax.stop_gradient(x).astype(jnp.float32)))
+        synthesis[name] = {**synthesis[name], "magnitude_ema": m + beta * (synthesis[name]["magnitude_ema"] - m)}
+        current = {**variables, "buffers": {**buffers, "synthesis": dict(synthesis)}}
+        x = jax.vmap(lambda w, x, v=current, i=i: gen.apply(v, w, x, start=i, stop=i + 1, method="run_layers"))(ws, x)
+    return x, {**buffers, "synthesis": synthesis}
