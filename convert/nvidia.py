@@ -76,17 +76,24 @@ def _pick(key: str, default, *sources: dict):
     return default
 
 
+def image_fields(kwargs: dict[str, Any]) -> dict[str, int]:
+    """The latent, label and image sizes of NVIDIA generator init kwargs (both families'; KeyError if missing)."""
+    return dict(
+        z_dim=int(kwargs["z_dim"]),
+        w_dim=int(kwargs["w_dim"]),
+        c_dim=int(kwargs.get("c_dim", 0)),
+        img_resolution=int(kwargs["img_resolution"]),
+        img_channels=int(kwargs.get("img_channels", 3)),
+    )
+
+
 def _config_fields(kwargs: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
     """The GeneratorConfig fields of config_from_init_kwargs (KeyError / TypeError on bad kwargs)."""
     syn = dict(kwargs.get("synthesis_kwargs") or {})
     mapping = dict(kwargs.get("mapping_kwargs") or {})
     flat = {k: v for k, v in kwargs.items() if k not in ("synthesis_kwargs", "mapping_kwargs")}
     cfg = dict(
-        z_dim=int(kwargs["z_dim"]),
-        w_dim=int(kwargs["w_dim"]),
-        c_dim=int(kwargs.get("c_dim", 0)),
-        img_resolution=int(kwargs["img_resolution"]),
-        img_channels=int(kwargs.get("img_channels", 3)),
+        **image_fields(kwargs),
         mapping_layers=int(_pick("num_layers", 8, mapping, flat)),
         mapping_lr_multiplier=float(_pick("lr_multiplier", 0.01, mapping)),
         embed_features=_pick("embed_features", None, mapping),

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from gvjax.convert import nvidia
-from gvjax.convert.nvidia import _pick
+from gvjax.convert.nvidia import _pick, image_fields
 from gvjax.convert.safe_pickle import PersistentObject
 from gvjax.convert.torch_io import module_attributes, module_state_dict
 from gvjax.errors import GvjaxError
@@ -134,11 +134,7 @@ def _config_fields(attrs: dict[str, dict], layers: list[dict]) -> dict[str, Any]
     radial = [layer["down_radial"] for layer in layers if "down_radial" in layer]
     up = first.get("up_factor", 1)
     fields = dict(
-        z_dim=int(kwargs["z_dim"]),
-        w_dim=int(kwargs["w_dim"]),
-        c_dim=int(kwargs.get("c_dim", 0)),
-        img_resolution=int(kwargs["img_resolution"]),
-        img_channels=int(kwargs.get("img_channels", 3)),
+        **image_fields(kwargs),
         mapping_layers=int(_pick("num_layers", 2, mapping, mapping_kwargs)),
         mapping_lr_multiplier=float(_pick("bias_gain", None, attrs.get("mapping.fc0", {})) or _pick("lr_multiplier", 0.01, mapping_kwargs)),
         w_avg_beta=_pick("w_avg_beta", 0.998, mapping, mapping_kwargs),

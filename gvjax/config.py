@@ -102,17 +102,56 @@ def check_finite_fields(obj: Any, what: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class GeneratorConfig:
-    """Shapes and constants of a StyleGAN2 generator.
+class MappingConfig:
+    """What every model family's generator has: the latents, the label, the output image and the
+    mapping network (shared by StyleGAN2 and StyleGAN3: `gvjax.model.MappingNetwork`).
 
     Attributes:
-      z_dim: latent z size (0 allowed for label-only models).
+      z_dim: latent z size (0 allowed for label-only StyleGAN2 models).
       w_dim: intermediate latent w size.
       c_dim: conditioning label size, 0 for unconditional models.
-      img_resolution: output side length in pixels, a power of two >= 4.
+      img_resolution: output side length in pixels, a power of two from 4 to MAX_RESOLUTION.
       img_channels: output channels (3 for RGB).
       mapping_layers: number of fully connected layers in the mapping network.
       mapping_lr_multiplier: equalized-lr multiplier of the mapping layers (0.01).
+    """
+
+    z_dim: int = 512
+    w_dim: int = 512
+    c_dim: int = 0
+    img_resolution: int = 1024
+    img_channels: int = 3
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+
+    WHAT = "generator config"  # how errors name it (a class attribute, not a field)
+
+    def check_mapping_fields(self, what: str, *, min_z_dim: int = 0) -> None:
+        """One-line GvjaxErrors (prefixed `what`) for a non-finite number or an impossible shape."""
+        check_finite_fields(self, what)
+        res = self.img_resolution
+        if res < 4 or res & (res - 1) or res > MAX_RESOLUTION:
+            raise GvjaxError(f"{what}: img_resolution must be a power of two from 4 to {MAX_RESOLUTION}, got {res}")
+        for name, low in (("z_dim", min_z_dim), ("w_dim", 1), ("c_dim", 0), ("img_channels", 1), ("mapping_layers", 1)):
+            if getattr(self, name) < low:
+                raise GvjaxError(f"{what}: {name} must be >= {low}, got {getattr(self, name)}")
+        if not self.mapping_lr_multiplier > 0:
+            raise GvjaxError(f"{what}: mapping_lr_multiplier must be > 0, got {self.mapping_lr_multiplier}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        """The config from `config.json` entries: unknown keys and wrong types are one-line GvjaxErrors."""
+        return cls(**known_fields(cls, d, cls.WHAT))
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig(MappingConfig):
+    """Shapes and constants of a StyleGAN2 generator (the `MappingConfig` fields, and these).
+
+    Attributes:
       embed_features: label embedding size (None: w_dim; ignored when c_dim == 0).
       layer_features: hidden mapping width (None: w_dim).
       w_avg_beta: decay of the tracked average w during training.
@@ -123,13 +162,6 @@ class GeneratorConfig:
       num_fp16_res: recorded from the source model; gvjax computes in float32 or bfloat16.
     """
 
-    z_dim: int = 512
-    w_dim: int = 512
-    c_dim: int = 0
-    img_resolution: int = 1024
-    img_channels: int = 3
-    mapping_layers: int = 8
-    mapping_lr_multiplier: float = 0.01
     embed_features: int | None = None
     layer_features: int | None = None
     w_avg_beta: float | None = 0.995
@@ -141,11 +173,9 @@ class GeneratorConfig:
     num_fp16_res: int = 0
 
     def __post_init__(self):
-        check_finite_fields(self, "generator config")
+        self.check_mapping_fields(self.WHAT)
         res = self.img_resolution
-        if res < 4 or res & (res - 1) or res > MAX_RESOLUTION:
-            raise GvjaxError(f"img_resolution must be a power of two from 4 to {MAX_RESOLUTION}, got {res}")
-        for name, low in (("z_dim", 0), ("w_dim", 1), ("c_dim", 0), ("img_channels", 1), ("channel_base", 1), ("channel_max", 1), ("num_fp16_res", 0)):
+        for name, low in (("channel_base", 1), ("channel_max", 1), ("num_fp16_res", 0)):
             if getattr(self, name) < low:
                 raise GvjaxError(f"generator config: {name} must be >= {low}, got {getattr(self, name)}")
         for name in ("embed_features", "layer_features"):
@@ -153,8 +183,6 @@ class GeneratorConfig:
                 raise GvjaxError(f"generator config: {name} must be >= 1, got {getattr(self, name)}")
         if self.channel_base // res < 1:
             raise GvjaxError(f"generator config: channel_base {self.channel_base} gives no channels at {res}x{res}")
-        if not self.mapping_lr_multiplier > 0:
-            raise GvjaxError(f"generator config: mapping_lr_multiplier must be > 0, got {self.mapping_lr_multiplier}")
         if self.conv_clamp is not None and not self.conv_clamp > 0:
             raise GvjaxError(f"generator config: conv_clamp must be > 0 or null, got {self.conv_clamp}")
         if not self.resample_filter or sum(self.resample_filter) == 0:
@@ -163,8 +191,6 @@ class GeneratorConfig:
             raise GvjaxError(
                 f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
             )
-        if self.mapping_layers < 1:
-            raise GvjaxError(f"mapping_layers must be >= 1, got {self.mapping_layers}")
         object.__setattr__(self, "resample_filter", tuple(float(v) for v in self.resample_filter))
 
     # ----- derived quantities -----
@@ -211,13 +237,3 @@ class GeneratorConfig:
     @property
     def mapping_layer_features(self) -> int:
         return self.w_dim if self.layer_features is None else self.layer_features
-
-    # ----- serialisation -----
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["resample_filter"] = list(self.resample_filter)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GeneratorConfig":
-        return cls(**known_fields(cls, d, "generator config"))

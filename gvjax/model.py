@@ -395,7 +395,12 @@ class Generator(nn.Module):
 
 def init_variables(config: GeneratorConfig, key: jax.Array) -> dict:
     """Randomly initialised variables `{'params': ..., 'buffers': ...}` (NVIDIA's init distributions)."""
-    gen = Generator(config)
+    return init_generator(Generator(config), key)
+
+
+def init_generator(gen: nn.Module, key: jax.Array) -> dict:
+    """Variables of any family's generator `gen`, initialised from `key` by one call on zeros."""
+    config = gen.config
     z = jnp.zeros((config.z_dim,), jnp.float32)
     c = jnp.zeros((config.c_dim,), jnp.float32) if config.c_dim else None
     return jax.jit(lambda k: gen.init(k, z, c))(key)
