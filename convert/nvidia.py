@@ -22,32 +22,42 @@ from gvjax.config import GeneratorConfig
 from gvjax.errors import GvjaxError
 from gvjax.ops import setup_filter
 
-# (pattern on the state-dict name, collection in gvjax's variables; None: derived from the config)
-NAME_TABLE: tuple[tuple[str, str | None], ...] = (
-    (r"^mapping\.w_avg$", "buffers"),
-    (r"^synthesis\.b\d+\.conv[01]\.noise_const$", "buffers"),
-    (r"(^|\.)resample_filter$", None),
-    (r"^mapping\.(embed|fc\d+)\.(weight|bias)$", "params"),
-    (r"^synthesis\.b4\.const$", "params"),
-    (r"^synthesis\.b\d+\.(conv[01]|torgb)\.(weight|bias|noise_strength)$", "params"),
-    (r"^synthesis\.b\d+\.(conv[01]|torgb)\.affine\.(weight|bias)$", "params"),
-    (r"^synthesis\.b\d+\.skip\.weight$", "params"),
+#: What a state-dict entry is, in the name tables of every converter (the first row that matches wins).
+PARAMS, BUFFERS = "params", "buffers"  # stored in that collection of gvjax's variables
+RESAMPLE_FILTER = "resample filter"  # StyleGAN2's FIR filter: derived from config.resample_filter, checked, not stored
+DESIGNED = "designed lowpass filter"  # StyleGAN3's up/down filters: designed from the config, checked, not stored
+
+# (pattern on the state-dict name, what it is)
+NAME_TABLE: tuple[tuple[str, str], ...] = (
+    (r"^mapping\.w_avg$", BUFFERS),
+    (r"^synthesis\.b\d+\.conv[01]\.noise_const$", BUFFERS),
+    (r"(^|\.)resample_filter$", RESAMPLE_FILTER),
+    (r"^mapping\.(embed|fc\d+)\.(weight|bias)$", PARAMS),
+    (r"^synthesis\.b4\.const$", PARAMS),
+    (r"^synthesis\.b\d+\.(conv[01]|torgb)\.(weight|bias|noise_strength)$", PARAMS),
+    (r"^synthesis\.b\d+\.(conv[01]|torgb)\.affine\.(weight|bias)$", PARAMS),
+    (r"^synthesis\.b\d+\.skip\.weight$", PARAMS),
 )
 
 
-def table_collection(name: str, table: tuple[tuple[str, str | None], ...], network: str) -> str | None:
-    """The collection the first matching `(pattern, collection)` row of `table` gives `name`.
-
-    None: derived, not stored. A name no row matches is not from a StyleGAN2 `network`.
-    """
-    for pattern, collection in table:
+def table_lookup(name: str, table: tuple[tuple[str, str], ...]) -> str | None:
+    """What the first `(pattern, what)` row of `table` matching `name` says it is; None if no row does."""
+    for pattern, what in table:
         if re.search(pattern, name):
-            return collection
-    raise GvjaxError(f"unexpected {network} tensor {name!r}: not a StyleGAN2 (stylegan2-ada-pytorch) {network}")
+            return what
+    return None
 
 
-def collection_of(name: str) -> str | None:
-    """The gvjax collection of NVIDIA generator state-dict entry `name` (None: derived, not stored)."""
+def table_collection(name: str, table: tuple[tuple[str, str], ...], network: str) -> str:
+    """`table_lookup` for a StyleGAN2 `network`: a name no row matches is a one-line GvjaxError."""
+    what = table_lookup(name, table)
+    if what is None:
+        raise GvjaxError(f"unexpected {network} tensor {name!r}: not a StyleGAN2 (stylegan2-ada-pytorch) {network}")
+    return what
+
+
+def collection_of(name: str) -> str:
+    """PARAMS, BUFFERS or RESAMPLE_FILTER for NVIDIA generator state-dict entry `name`, by `NAME_TABLE`."""
     return table_collection(name, NAME_TABLE, "generator")
 
 
@@ -237,7 +247,7 @@ def variables_from_state_dict(state: dict[str, np.ndarray], config: GeneratorCon
     for name, value in state.items():
         collection = collection_of(name)
         value = np.asarray(value)
-        if collection is None:
+        if collection == RESAMPLE_FILTER:
             if value.shape != expected_filter.shape or not np.allclose(value, expected_filter, atol=1e-7):
                 raise GvjaxError(f"{name} is not the FIR filter {list(config.resample_filter)} the config says")
             continue

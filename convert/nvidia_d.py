@@ -14,24 +14,24 @@ from typing import Any
 import numpy as np
 
 from gvjax.discriminator import DiscriminatorConfig, d_variable_shapes
-from gvjax.convert.nvidia import table_collection
+from gvjax.convert.nvidia import PARAMS, RESAMPLE_FILTER, table_collection
 from gvjax.errors import GvjaxError
 from gvjax.ops import setup_filter
 
-# (pattern on the D state-dict name, collection; None: FIR filter derived from the config)
-D_NAME_TABLE: tuple[tuple[str, str | None], ...] = (
-    (r"(^|\.)resample_filter$", None),
-    (r"^b\d+\.(fromrgb|conv0|conv1)\.(weight|bias)$", "params"),
-    (r"^b\d+\.skip\.weight$", "params"),
-    (r"^b4\.(conv|fc|out)\.(weight|bias)$", "params"),
-    (r"^mapping\.(embed|fc\d+)\.(weight|bias)$", "params"),
+# (pattern on the D state-dict name, what it is)
+D_NAME_TABLE: tuple[tuple[str, str], ...] = (
+    (r"(^|\.)resample_filter$", RESAMPLE_FILTER),
+    (r"^b\d+\.(fromrgb|conv0|conv1)\.(weight|bias)$", PARAMS),
+    (r"^b\d+\.skip\.weight$", PARAMS),
+    (r"^b4\.(conv|fc|out)\.(weight|bias)$", PARAMS),
+    (r"^mapping\.(embed|fc\d+)\.(weight|bias)$", PARAMS),
 )
 
 D_CLASSES = ("Discriminator",)
 
 
-def d_collection_of(name: str) -> str | None:
-    """The gvjax collection of NVIDIA D state-dict entry `name` (None: derived, not stored)."""
+def d_collection_of(name: str) -> str:
+    """PARAMS or RESAMPLE_FILTER for NVIDIA D state-dict entry `name`, by `D_NAME_TABLE`."""
     return table_collection(name, D_NAME_TABLE, "discriminator")
 
 
@@ -86,7 +86,7 @@ def d_variables_from_state_dict(state: dict[str, np.ndarray], config: Discrimina
     expected_filter = setup_filter(config.resample_filter)
     for name, value in state.items():
         value = np.asarray(value)
-        if d_collection_of(name) is None:
+        if d_collection_of(name) == RESAMPLE_FILTER:
             if value.shape != expected_filter.shape or not np.allclose(value, expected_filter, atol=1e-7):
                 raise GvjaxError(f"D.{name} is not the FIR filter {list(config.resample_filter)} the config says")
             continue

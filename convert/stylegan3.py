@@ -17,13 +17,12 @@ config, not stored. Anything else is refused in one line that names the differen
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 
 from gvjax.convert import nvidia
-from gvjax.convert.nvidia import _pick, image_fields
+from gvjax.convert.nvidia import BUFFERS, DESIGNED, PARAMS, _pick, image_fields, table_lookup
 from gvjax.convert.safe_pickle import PersistentObject
 from gvjax.convert.torch_io import module_attributes, module_state_dict
 from gvjax.errors import GvjaxError
@@ -34,7 +33,6 @@ CLASS_NAME = "training.networks_stylegan3.Generator"
 #: max |pickled - designed| of a lowpass filter tap (the designs agree to float32 rounding)
 FILTER_ATOL = 1e-6
 
-PARAMS, BUFFERS, DESIGNED = "params", "buffers", "designed lowpass filter"
 # (pattern on the state-dict name, what it is: a parameter, a buffer, or a filter designed from the config)
 NAME_TABLE: tuple[tuple[str, str], ...] = (
     (r"^mapping\.w_avg$", BUFFERS),
@@ -71,10 +69,10 @@ def is_stylegan3_pickle(obj: Any) -> bool:
 
 def collection_of(name: str) -> str:
     """PARAMS, BUFFERS or DESIGNED for a StyleGAN3 generator state-dict entry, by `NAME_TABLE`."""
-    for pattern, what in NAME_TABLE:
-        if re.search(pattern, name):
-            return what
-    raise UnsupportedStyleGAN3Error(f"unexpected tensor {name!r}")
+    what = table_lookup(name, NAME_TABLE)
+    if what is None:
+        raise UnsupportedStyleGAN3Error(f"unexpected tensor {name!r}")
+    return what
 
 
 def read_generator(obj: Any, name: str) -> tuple[StyleGAN3Config, dict, dict[str, Any]]:
