@@ -93,7 +93,7 @@ def camera_inputs(config, variables: dict, translate: tuple[float, float] | None
     """The family's synthesis inputs for images seen through a camera, as stylegan3's gen_images.py:
     StyleGAN3's `transform` is `inv(make_transform(translate, rotate))` (identity at 0, 0), in place
     of the stored one. StyleGAN2 has no such input: a camera there is a one-line GvjaxError."""
-    from gvjax.warps import camera_matrix
+    from gvjax.ops import make_transform
 
     names = models.frame_inputs_names(config)
     if "transform" not in names:
@@ -101,7 +101,7 @@ def camera_inputs(config, variables: dict, translate: tuple[float, float] | None
             raise GvjaxError(f"--translate and --rotate move StyleGAN3's Fourier input; this {models.family_of(config)} model has none")
         return {}
     tx, ty = translate or (0.0, 0.0)
-    return {"transform": np.linalg.inv(camera_matrix(rotate or 0.0, tx, ty)).astype(np.float32)}
+    return {"transform": np.linalg.inv(make_transform((tx, ty), rotate or 0.0)).astype(np.float32)}
 
 
 def generate_images(

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gvjax.errors import GvjaxError
+from gvjax.ops.fourier import make_transform
 
 BOUNDARIES = ("reflect", "wrap", "zero")
 
@@ -321,16 +322,6 @@ def cluster_channels(features: np.ndarray, k: int, *, seed: int = 0, iterations:
 # ----------------------------------------------------------------------------- camera (input warp)
 
 
-def camera_matrix(degrees, tx, ty) -> np.ndarray:
-    """`[..., 3, 3]` camera matrices: rotation by `degrees` and translation `(tx, ty)` of the
-    Fourier input's plane, in the layout of NVIDIA's `gen_images.make_transform`."""
-    a = np.deg2rad(np.asarray(degrees, np.float64))
-    c, s = np.cos(a), np.sin(a)
-    tx, ty = np.broadcast_to(tx, a.shape), np.broadcast_to(ty, a.shape)
-    zero, one = np.zeros_like(a), np.ones_like(a)
-    return np.stack([np.stack([c, s, tx], -1), np.stack([-s, c, ty], -1), np.stack([zero, zero, one], -1)], -2)
-
-
 def camera_transforms(spec: WarpSpec, strengths: np.ndarray, fps: float) -> np.ndarray:
     """`strengths [n]` of a camera warp (frames 0 .. n-1 of the render) -> `[n, 3, 3]` float32
     input transforms: the inverse of the camera matrix, as StyleGAN3's `transform` buffer holds it.
@@ -343,7 +334,7 @@ def camera_transforms(spec: WarpSpec, strengths: np.ndarray, fps: float) -> np.n
     d = dict(spec.params)
     s = np.asarray(strengths, np.float64)
     travelled = np.concatenate([[0.0], np.cumsum(s)[:-1]]) / fps  # seconds at full strength before each frame
-    m = camera_matrix(d["degrees"] * s + d["drift"] * travelled, d["dx"] * s + d["pan_x"] * travelled, d["dy"] * s + d["pan_y"] * travelled)
+    m = make_transform((d["dx"] * s + d["pan_x"] * travelled, d["dy"] * s + d["pan_y"] * travelled), d["degrees"] * s + d["drift"] * travelled)
     return np.linalg.inv(m).astype(np.float32)
 
 

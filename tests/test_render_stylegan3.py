@@ -21,7 +21,8 @@ from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
 from gvjax.render.config import RenderConfig
 from gvjax.render.pipeline import prepare_render, variables_digest
 from gvjax.render.timeline import load_timeline, parse_timeline_text
-from gvjax.warps import WarpSpec, camera_matrix, camera_transforms
+from gvjax.ops import make_transform
+from gvjax.warps import WarpSpec, camera_transforms
 
 SG3T = DATA / "stylegan3" / "sg3t_micro.pkl"
 FPS = 10.0
@@ -147,9 +148,10 @@ def test_camera_transforms_integrate_the_strength():
     np.testing.assert_allclose(np.degrees(np.arctan2(m[:, 0, 1], m[:, 0, 0])), angle, atol=1e-4)
     np.testing.assert_allclose(m[:, 0, 2], 0.1 * s + 0.5 * travelled, atol=1e-5)
     np.testing.assert_allclose(m[:, 1, 2], -0.2 * s, atol=1e-5)
-    # gen_images.py's make_transform layout for a rotation by 10 degrees and a move of (0.2, 0.3)
+    # gen_images.py's make_transform layout for a rotation by 10 degrees and a move of (0.2, 0.3), vectorised
     c, sn = np.cos(np.radians(10)), np.sin(np.radians(10))
-    np.testing.assert_allclose(camera_matrix(10.0, 0.2, 0.3), [[c, sn, 0.2], [-sn, c, 0.3], [0, 0, 1]], atol=1e-12)
+    np.testing.assert_allclose(make_transform((0.2, 0.3), 10.0), [[c, sn, 0.2], [-sn, c, 0.3], [0, 0, 1]], atol=1e-12)
+    np.testing.assert_allclose(make_transform((np.array([0.2, 0.0]), np.array([0.3, 0.0])), np.array([10.0, 0.0]))[1], np.eye(3))
 
 
 def test_the_stylegan3_preset_parses_and_fits_a_stylegan3_model(sg3):

@@ -18,13 +18,17 @@ from jax import lax
 HIGHEST = lax.Precision.HIGHEST
 
 
-def make_transform(translate: Sequence[float] = (0.0, 0.0), angle: float = 0.0) -> np.ndarray:
+def make_transform(translate: Sequence[float] = (0.0, 0.0), angle=0.0) -> np.ndarray:
     """`gen_images.py`'s `make_transform`: `[[cos, sin, tx], [-sin, cos, ty], [0, 0, 1]]`, angle in degrees.
 
-    The synthesis input takes its inverse (`np.linalg.inv(make_transform(...))`).
+    Vectorised: `angle` and `translate = (tx, ty)` may be arrays of one shape `[...]` (then the result
+    is `[..., 3, 3]`), float64. The synthesis input takes its inverse (`np.linalg.inv(make_transform(...))`).
     """
-    s, c = math.sin(math.radians(angle)), math.cos(math.radians(angle))
-    return np.array([[c, s, translate[0]], [-s, c, translate[1]], [0.0, 0.0, 1.0]], np.float64)
+    a = np.radians(np.asarray(angle, np.float64))
+    c, s = np.cos(a), np.sin(a)
+    tx, ty = (np.broadcast_to(np.asarray(v, np.float64), a.shape) for v in translate)
+    zero, one = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, s, tx], -1), np.stack([-s, c, ty], -1), np.stack([zero, zero, one], -1)], -2)
 
 
 def learned_transform(t: jnp.ndarray, transform: jnp.ndarray) -> jnp.ndarray:
