@@ -37,6 +37,22 @@ def test_upfirdn2d_matches_direct_definition(up, down, pad, gain):
     np.testing.assert_allclose(np.asarray(ours), reference_upfirdn2d(x, f, up, down, pad, gain), atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "up,down,pad,taps",
+    [(2, 1, (10, 9, 10, 9), 12), (4, 1, (3, -2, 0, 5), 7), (1, 2, (5, 6, 6, 5), 12), (1, 4, (2, -1, 3, 3), 5), (2, 2, (1, 2, 2, 1), 4), (3, 1, (-2, -1, 4, 0), 6)],
+)
+def test_separable_polyphase_and_strided_paths_match_direct_definition(up, down, pad, taps):
+    """The separable form computes only the products that meet real samples and kept outputs: it
+    must equal zero insertion, a full 2-D convolution with the outer product, and subsampling."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((9, 7, 2)).astype(np.float32)
+    f = rng.standard_normal(taps).astype(np.float32)  # asymmetric
+    ours = ops.upfirdn2d(jnp.asarray(x), f, up=up, down=down, padding=pad, gain=up * up)
+    expected = reference_upfirdn2d(x, np.outer(f, f), up, down, pad, up * up)
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(np.asarray(ours), expected, atol=1e-4)
+
+
 def test_separable_filter_equals_its_outer_product():
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.standard_normal((8, 8, 2)).astype(np.float32))

@@ -40,14 +40,55 @@ def _parse_padding(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
     return px0, px1, py0, py1
 
 
-def _correlate(x: jnp.ndarray, taps: np.ndarray, axis: int) -> jnp.ndarray:
-    """Valid-mode 1-D correlation of `x` with static `taps` along `axis`."""
-    n = x.shape[axis] - taps.size + 1
-    out = None
-    for k, t in enumerate(taps.tolist()):
-        term = lax.slice_in_dim(x, k, k + n, axis=axis) * jnp.asarray(t, x.dtype)
-        out = term if out is None else out + term
-    return out
+def _fir_axis(x: jnp.ndarray, taps: np.ndarray, axis: int, up: int, down: int, p0: int, p1: int) -> jnp.ndarray:
+    """One axis of `upfirdn2d`: zero-stuff by `up`, pad `(p0, p1)` (negative crops), correlate with the
+    static `taps`, keep every `down`-th sample. Only products with real samples are formed: with
+    `up > 1` the output is computed phase by phase from the taps that meet a sample (polyphase), with
+    `down > 1` only the kept outputs are computed (strided slices). The sums run over the taps in the
+    same order as the plain form, which only adds the zeros it skips here, so the results agree.
+    """
+    n = x.shape[axis]
+    t = taps.size
+    length = n * up + p0 + p1 - t + 1  # outputs of the filter before the down step
+    kept = -(-length // down)
+    zero = jnp.zeros((), x.dtype)
+    if up == 1:
+        cfg = [(0, 0, 0)] * x.ndim
+        cfg[axis] = (p0, p1, 0)
+        xp = lax.pad(x, zero, cfg)
+        out = None
+        for k, tap in enumerate(taps.tolist()):
+            term = lax.slice_in_dim(xp, k, k + down * (kept - 1) + 1, stride=down, axis=axis) * jnp.asarray(tap, x.dtype)
+            out = term if out is None else out + term
+        return out
+    if down == 1:
+        # y[up*j + r] = sum_k taps[k] * u[up*j + r + k], where u[m] = x[(m - p0) / up] when that is a whole index
+        per_phase = -(-length // up)
+        margin = t + abs(p0) + abs(p1) + up
+        cfg = [(0, 0, 0)] * x.ndim
+        cfg[axis] = (margin, margin + per_phase, 0)
+        xp = lax.pad(x, zero, cfg)
+        phases = []
+        for r in range(up):
+            acc = None
+            for k, tap in enumerate(taps.tolist()):
+                if (r + k - p0) % up:
+                    continue  # this tap only ever meets inserted zeros in phase r
+                first = (r + k - p0) // up + margin
+                term = lax.slice_in_dim(xp, first, first + per_phase, axis=axis) * jnp.asarray(tap, x.dtype)
+                acc = term if acc is None else acc + term
+            if acc is None:
+                shape = list(x.shape)
+                shape[axis] = per_phase
+                acc = jnp.zeros(shape, x.dtype)
+            phases.append(acc)
+        y = jnp.stack(phases, axis=axis + 1)
+        shape = list(x.shape)
+        shape[axis] = per_phase * up
+        return lax.slice_in_dim(y.reshape(shape), 0, length, axis=axis)
+    cfg = [(0, 0, 0)] * x.ndim  # both: zero-stuff, then the strided form
+    cfg[axis] = (p0, p1 + up - 1, up - 1)
+    return _fir_axis(lax.pad(x, zero, cfg), taps, axis, 1, down, 0, 0)
 
 
 def upfirdn2d(
@@ -60,7 +101,7 @@ def upfirdn2d(
     flip_filter: bool = False,
     gain: float = 1.0,
 ) -> jnp.ndarray:
-    """Upsample (zero insertion), pad/crop, FIR filter, downsample.
+    """Upsample (zero insertion), pad/crop, FIR filter, downsample (NVIDIA's `upfirdn2d`).
 
     Args:
       x: `[..., H, W, C]`.
@@ -72,33 +113,32 @@ def upfirdn2d(
 
     Returns:
       `[..., (H*up + py0 + py1 - fh + 1) // down, (W*up + px0 + px1 - fw + 1) // down, C]`
-      (rounded up, as strided slicing does).
+      (rounded up, as strided slicing does). No multiply touches an inserted zero or an output
+      the down step drops (see `_fir_axis`), except for 2-D filters with `up > 1`.
     """
     f = np.asarray(f, dtype=np.float64)
     px0, px1, py0, py1 = _parse_padding(padding)
     f = f * (gain ** (f.ndim / 2))
     if not flip_filter:
         f = np.flip(f)
+    h_axis, w_axis = x.ndim - 3, x.ndim - 2
+    if f.ndim == 1:
+        return _fir_axis(_fir_axis(x, f, h_axis, up, down, py0, py1), f, w_axis, up, down, px0, px1)
     zero = jnp.zeros((), x.dtype)
     cfg = [(0, 0, 0)] * x.ndim
-    cfg[-3] = (py0, py1 + up - 1, up - 1)
-    cfg[-2] = (px0, px1 + up - 1, up - 1)
+    cfg[h_axis] = (py0, py1 + up - 1, up - 1)
+    cfg[w_axis] = (px0, px1 + up - 1, up - 1)
     x = lax.pad(x, zero, cfg)
-    if f.ndim == 1:
-        x = _correlate(_correlate(x, f, axis=x.ndim - 3), f, axis=x.ndim - 2)
-    else:
-        fh, fw = f.shape
-        out_h, out_w = x.shape[-3] - fh + 1, x.shape[-2] - fw + 1
-        acc = None
-        for i in range(fh):
-            for j in range(fw):
-                window = x[..., i : i + out_h, j : j + out_w, :]
-                term = window * jnp.asarray(f[i, j], x.dtype)
-                acc = term if acc is None else acc + term
-        x = acc
-    if down > 1:
-        x = x[..., ::down, ::down, :]
-    return x
+    fh, fw = f.shape
+    out_h, out_w = -(-(x.shape[h_axis] - fh + 1) // down), -(-(x.shape[w_axis] - fw + 1) // down)
+    acc = None
+    for i in range(fh):
+        for j in range(fw):  # only the kept outputs: a strided window per tap
+            window = lax.slice_in_dim(x, i, i + down * (out_h - 1) + 1, stride=down, axis=h_axis)
+            window = lax.slice_in_dim(window, j, j + down * (out_w - 1) + 1, stride=down, axis=w_axis)
+            term = window * jnp.asarray(f[i, j], x.dtype)
+            acc = term if acc is None else acc + term
+    return acc
 
 
 def upsample2d(x: jnp.ndarray, f: np.ndarray, *, up: int = 2, gain: float = 1.0) -> jnp.ndarray:
@@ -113,3 +153,22 @@ def downsample2d(x: jnp.ndarray, f: np.ndarray, *, down: int = 2, gain: float = 
     fw = f.shape[-1]
     p0, p1 = (fw - down + 1) // 2, (fw - down) // 2
     return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1), gain=gain)
+
+
+def widen(x, shape: tuple[int, int]):
+    """`[h, w, ...]` -> `[H, W, ...]` (H >= h, W >= w) by mirrored tiling around the centre.
+
+    The input sits in the middle (offset `(H - h) // 2`, `(W - w) // 2`); outside it the rows and
+    columns repeat as reflections (`..., 1, 0 | 0, 1, ..., w-1 | w-1, w-2, ...`), so there is
+    no seam. The identity when `shape == (h, w)`. Static shapes (indices are numpy).
+    """
+    out = x
+    for axis, (have, want) in enumerate(zip(x.shape[:2], shape)):
+        if want == have:
+            continue
+        if want < have:
+            raise ValueError(f"widen: cannot shrink axis {axis} from {have} to {want}")
+        j = np.arange(want) - (want - have) // 2
+        period = np.mod(j, 2 * have)
+        out = jnp.take(out, np.where(period < have, period, 2 * have - 1 - period), axis=axis)
+    return out
