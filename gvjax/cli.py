@@ -400,8 +400,13 @@ def render_song(
     ckpt = load_model(model)
     if model != "bundled" and pathlib.Path(model).exists():
         model = str(pathlib.Path(model).absolute())  # the record replays from any folder
+    from gvjax.render.step import fill_scale, resolve_fill
+
+    cfg = dataclasses.replace(cfg, fill=resolve_fill(cfg.fill, ckpt.config, cfg.size))  # the record holds the choice
     if demo and cfg.size is None and scale is None:
         cfg = dataclasses.replace(cfg, scale=max(1, DEMO_SIDE // ckpt.config.img_resolution))  # a size worth watching
+    elif cfg.size is not None and scale is None:
+        cfg = dataclasses.replace(cfg, scale=fill_scale(cfg.fill, ckpt.config.img_resolution, cfg.size))
     return _render(cfg, ckpt, song, out, model_spec=model, progress=progress, force=force, inputs=inputs,
                    timeline_source=timeline_source, resume=resume, encoders=encoders)
 
@@ -424,8 +429,9 @@ def render(
     trunc: float = typer.Option(0.7, "--trunc", help="Truncation psi of the keyframes."),
     start: float = typer.Option(0.0, help="Start of the rendered range in the song, seconds."),
     duration: Optional[float] = typer.Option(None, help="Length of the rendered range, seconds (default: to the end)."),
-    size: Optional[str] = typer.Option(None, help="Output WxH (crop or pad of the model's square output, after --scale)."),
-    scale: int = typer.Option(1, help="Upscale the model's output by this whole factor (Lanczos-3), e.g. 4 for a 64x64 model."),
+    size: Optional[str] = typer.Option(None, help="Output WxH; a frame of another shape than the model's is filled as --fill says."),
+    fill: str = typer.Option("auto", help="How --size of another shape is filled: widen (the model draws a wider/taller frame; StyleGAN2), crop (scaled to cover, centre-cropped), pad (centred, black around), auto (widen where the model can, else pad). Without --scale, widen scales the model to the frame's shorter side, crop to its longer side."),
+    scale: int = typer.Option(1, help="Upscale the model's output by this whole factor (Lanczos-3), e.g. 4 for a 64x64 model. Left out: 1, for the demo a 256-pixel side, with --size and --fill widen/crop what fits the frame."),
     batch: int = typer.Option(8, help="Frames per compiled step (at most the frames rendered)."),
     crf: int = typer.Option(18, help="H.264 quality (0..51, lower is better)."),
     preview: bool = typer.Option(False, "--preview", help="Fast preview: stop synthesis early and upscale."),
@@ -481,7 +487,7 @@ def render(
             fps=fps, seed=_seed("--seed", seed), num_keyframes=keyframes,
             keyframe_seeds=None if keyframe_seeds is None else tuple(parse_seeds(keyframe_seeds)),
             keyframes_npy=None if keyframes_npy is None else str(keyframes_npy.absolute()),
-            truncation_psi=trunc, start=start, duration=duration, size=_parse_size(size), scale=scale if scale_given or not demo else None,
+            truncation_psi=trunc, start=start, duration=duration, size=_parse_size(size), fill=fill, scale=scale if scale_given else None,
             batch=batch, crf=crf, preview=preview, noise_mode=noise_mode, drive=drive, base_speed=base_speed, speed_gain=speed_gain,
             laps=laps, laps_per_minute=laps_per_minute, stems=tuple(stems), dtype=dtype, class_idx=class_idx,
         )

@@ -32,6 +32,7 @@ from gvjax.precision import matmul_precision
 
 FAMILY = "stylegan2"  # this module is a model family (gvjax.models)
 FRAME_INPUTS: tuple[str, ...] = ()  # per-frame synthesis inputs beyond ws (see frame_inputs)
+WIDENS = True  # Generator(canvas=(rows, cols)) draws wider or taller frames (render --fill widen)
 Config = GeneratorConfig
 NOISE_MODES = ("const", "random", "none")
 KERNELS = "kernels"
@@ -153,13 +154,14 @@ class SynthesisLayer(nn.Module):
         noise_const = self.variable(
             "buffers", "noise_const", lambda: jax.random.normal(self.make_rng("params"), (r, r), jnp.float32)
         ).value
+        out_hw = (x.shape[0] * self.up, x.shape[1] * self.up)  # [r, r], or wider on a widened canvas
         noise = None
         if noise_mode == "const":
-            noise = noise_const * noise_strength
+            noise = ops.widen(noise_const, out_hw) * noise_strength
         elif noise_mode == "random":
             if noise_key is None:
                 raise ValueError("noise_mode='random' needs an explicit noise_key")
-            noise = jax.random.normal(noise_key, (r, r), jnp.float32) * noise_strength
+            noise = jax.random.normal(noise_key, out_hw, jnp.float32) * noise_strength
             self.sow("intermediates", "random_noise", noise)
         elif noise_mode != "none":
             raise ValueError(f"unknown noise_mode {noise_mode!r}; expected one of {NOISE_MODES}")
@@ -237,6 +239,7 @@ class SynthesisBlock(nn.Module):
     modconv: str = "grouped"
     winograd: bool | None = None
     dtype: Any = jnp.float32
+    canvas: tuple[int, int] = (4, 4)
 
     def _winograd(self, c_in: int, c_out: int) -> bool:
         return use_winograd(c_in, c_out, self.resolution) if self.winograd is None else self.winograd
@@ -263,7 +266,7 @@ class SynthesisBlock(nn.Module):
         noise = dict(noise_mode=noise_mode)
         if res == 4:
             const = self.param("const", ops.normal_init((out_ch, res, res)))
-            x = jnp.transpose(const, (1, 2, 0)).astype(self.dtype)
+            x = ops.widen(jnp.transpose(const, (1, 2, 0)), self.canvas).astype(self.dtype)
             conv1 = SynthesisLayer(out_ch, out_ch, name="conv1", winograd=self._winograd(out_ch, out_ch), **layer)
             x = conv1(x, ws[0], noise_key=key(1), **noise)
         else:
@@ -298,10 +301,11 @@ class SynthesisNetwork(nn.Module):
     modconv: str = "grouped"
     winograd: bool | None = None
     dtype: Any = jnp.float32
+    canvas: tuple[int, int] = (4, 4)
 
     def setup(self):
         for res in self.config.block_resolutions:
-            block = SynthesisBlock(self.config, res, modconv=self.modconv, winograd=self.winograd, dtype=self.dtype)
+            block = SynthesisBlock(self.config, res, modconv=self.modconv, winograd=self.winograd, dtype=self.dtype, canvas=self.canvas)
             setattr(self, f"b{res}", block)
 
     def run_blocks(
@@ -346,16 +350,23 @@ class Generator(nn.Module):
     `gvjax.ops.modulated_conv2d`); `modconv_for_batch` chooses by batch size. `winograd` runs
     the 3x3 same-resolution convs as Winograd F(2x2, 3x3) (True), directly (False), or chooses
     per layer by shape (None, `use_winograd`); results agree to float32 rounding.
+
+    `canvas = (rows, cols)` is the size of the constant input ((4, 4) as trained): a wider or
+    taller canvas widens the constant and every noise map by mirrored tiling around the centre
+    (`gvjax.ops.widen`), so synthesis itself draws an `[R * rows / 4, R * cols / 4]` image.
     """
 
     config: GeneratorConfig
     modconv: str = "grouped"
     winograd: bool | None = None
     dtype: Any = jnp.float32
+    canvas: tuple[int, int] = (4, 4)
 
     def setup(self):
         self.mapping = MappingNetwork(self.config)
-        self.synthesis = SynthesisNetwork(self.config, modconv=self.modconv, winograd=self.winograd, dtype=self.dtype)
+        self.synthesis = SynthesisNetwork(
+            self.config, modconv=self.modconv, winograd=self.winograd, dtype=self.dtype, canvas=self.canvas
+        )
 
     def map(self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None):
         """`z [z_dim]`, `c [c_dim]` -> `ws [num_ws, w_dim]`."""

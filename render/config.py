@@ -16,6 +16,9 @@ SPLINE_ALPHAS = {"uniform": 0.0, "centripetal": 0.5}
 MAX_SIDE = 8192  # pixels a side of the video (H.264 level 6.2 allows 8192x4320)
 
 
+FILLS = ("auto", "widen", "crop", "pad")
+
+
 @dataclasses.dataclass(frozen=True)
 class RenderConfig:
     """Options of one render (the song and the model are given separately).
@@ -29,7 +32,12 @@ class RenderConfig:
       truncation_psi: truncation of the keyframes' ws.
       spline: 'uniform' or 'centripetal' Catmull-Rom parameterisation.
       start, duration: the range of the song to render, seconds (duration None: to the end).
-      size: output (width, height); None: the (scaled) model's square resolution. Crop or pad.
+      size: output (width, height); None: the (scaled) model's square resolution.
+      fill: how a `size` of another shape is filled: 'widen' (synthesis itself draws a wider or
+        taller frame: StyleGAN2's constant input and noise maps are widened), 'crop' (the square
+        scaled to cover, centre-cropped), 'pad' (the square centred, black around it, cropped where
+        the frame is smaller), or 'auto' (widen where the model can, else pad; resolved before
+        the render, so records hold the choice).
       scale: integer upscaling of the model's output (Lanczos-3) before `size` crops or pads.
       batch: frames per compiled step (the last batch is padded).
       crf: H.264 constant rate factor (0..51, lower is better).
@@ -58,6 +66,7 @@ class RenderConfig:
     start: float = 0.0
     duration: float | None = None
     size: tuple[int, int] | None = None
+    fill: str = "auto"
     scale: int = 1
     batch: int = 8
     crf: int = 18
@@ -102,6 +111,8 @@ class RenderConfig:
             if max(w, h) > MAX_SIDE:
                 bad(f"--size {w}x{h} is too large: at most {MAX_SIDE} pixels a side")
             object.__setattr__(self, "size", (w, h))
+        if self.fill not in FILLS:
+            bad(f"--fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
         if not (isinstance(self.scale, int) and 1 <= self.scale <= 16):
             bad(f"--scale must be a whole number from 1 to 16, got {self.scale}")
         if not 0 <= self.crf <= 51:

@@ -30,7 +30,7 @@ from gvjax.spline import keyframes_from_npy, keyframes_from_seeds
 from gvjax.warps import channel_mask, cluster_channels
 
 from gvjax.render.config import SPLINE_ALPHAS, RenderConfig
-from gvjax.render.step import FrameSpec, RenderStep, check_preview, check_warps, frame_input_plan
+from gvjax.render.step import FrameSpec, RenderStep, check_preview, check_warps, frame_input_plan, resolve_fill, widen_canvas
 from gvjax.render.timeline import Section, Timeline, parse_timeline_text, plan_frames, read_timeline_source
 from gvjax.render.segments import (
     PARTIAL_SUFFIX, SegmentWriter, concat_segments, finished_segments, partial_dir, process_partial_dir, read_manifest, segment_path,
@@ -168,12 +168,13 @@ def cluster_labels(
     return labels
 
 
-def estimate_frame_bytes(gcfg, width: int, height: int, scale: int) -> int:
+def estimate_frame_bytes(gcfg, width: int, height: int, scale: int, canvas: tuple[int, int] = (4, 4)) -> int:
     """Rough peak bytes one frame of the render step needs: features of every synthesis stage (a
-    few copies each, float32), the scaled image and the output frame."""
-    feats = sum(math.prod(shape) for shape in models.stage_shapes(gcfg)) * 4 * 6
+    few copies each, float32; `canvas / 4` times wider when widened), the scaled image and the frame."""
+    wider = canvas[0] * canvas[1] / 16
+    feats = sum(math.prod(shape) for shape in models.stage_shapes(gcfg)) * 4 * 6 * wider
     side = gcfg.img_resolution * scale
-    return feats + side * side * 3 * 4 * 4 + width * height * (3 * 4 + 3)
+    return int(feats + side * side * wider * 3 * 4 * 4 + width * height * (3 * 4 + 3))
 
 
 def available_memory_bytes() -> int | None:
@@ -193,12 +194,12 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def check_memory(gcfg, width: int, height: int, scale: int, batch: int) -> None:
+def check_memory(gcfg, width: int, height: int, scale: int, batch: int, canvas: tuple[int, int] = (4, 4)) -> None:
     """GvjaxError, before compiling, when a batch of frames cannot fit; says what fits."""
     avail = available_memory_bytes()
     if avail is None:
         return
-    per_frame = estimate_frame_bytes(gcfg, width, height, scale)
+    per_frame = estimate_frame_bytes(gcfg, width, height, scale, canvas)
     budget = 0.7 * avail
     if per_frame * batch <= budget:
         return
@@ -308,7 +309,12 @@ def prepare_render(cfg: RenderConfig, ckpt: Checkpoint, song: pathlib.Path, time
         raise GvjaxError(f"--start {cfg.start:g}s is past the end of {song.name} ({total_seconds:.2f}s)")
     res = ckpt.config.img_resolution
     width, height = cfg.size or (res * cfg.scale, res * cfg.scale)
-    check_memory(ckpt.config, width, height, cfg.scale, 1)
+    fill = resolve_fill(cfg.fill, ckpt.config, cfg.size)
+    canvas = widen_canvas(res, cfg.scale, width, height) if fill == "widen" else (4, 4)
+    if fill == "crop" and res * cfg.scale < max(width, height):
+        raise GvjaxError(f"--fill crop: the x{cfg.scale} image ({res * cfg.scale} px) does not cover {width}x{height}; "
+                         f"use --scale {-(-max(width, height) // res)} or leave --scale out")
+    check_memory(ckpt.config, width, height, cfg.scale, 1, canvas)
     preview_res = None
     if cfg.preview:
         preview_res = check_preview(ckpt.config, cfg.preview_res or max(4, ckpt.config.img_resolution // 4))
@@ -317,11 +323,11 @@ def prepare_render(cfg: RenderConfig, ckpt: Checkpoint, song: pathlib.Path, time
     if n_frames < 1:
         raise GvjaxError(f"{song.name}: the rendered range is shorter than one frame at {cfg.fps:g} fps")
     batch = min(cfg.batch, n_frames)  # never more frames per step than the render has
-    check_memory(ckpt.config, width, height, cfg.scale, batch)
+    check_memory(ckpt.config, width, height, cfg.scale, batch, canvas)
     plan = plan_frames(timeline, features, fps=cfg.fps, start=cfg.start)
     keyframes = [section_keyframes(sec, ckpt, None if cfg.timeline else cfg.keyframes_npy, cfg.class_idx) for sec in timeline.sections]
     slots = timeline.slots
-    spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots, cfg.scale)
+    spec = FrameSpec(width, height, SPLINE_ALPHAS[cfg.spline], cfg.noise_mode, preview_res, cfg.fps, slots, cfg.scale, canvas)
     dtype = jax_dtype(cfg.dtype)
     masks = channel_masks(slots, ckpt, keyframes[0], cache_dir, model_digest)
     step = RenderStep(ckpt.config, ckpt.variables, spec, batch=batch, seed=cfg.seed, dtype=dtype, masks=masks)

@@ -59,6 +59,35 @@ def upscale_nearest(img: jnp.ndarray, factor: int) -> jnp.ndarray:
     return jnp.repeat(jnp.repeat(img, factor, axis=0), factor, axis=1)
 
 
+def resolve_fill(fill: str, config: Any, size: tuple[int, int] | None) -> str:
+    """The concrete `--fill` of a render: 'auto' is 'widen' for a non-square `size` on a model that
+    widens (StyleGAN2), else 'pad'. 'widen' on a model that cannot is a one-line GvjaxError."""
+    square = size is None or size[0] == size[1]
+    if fill == "auto":
+        return "widen" if not square and models.widens(config) else "pad"
+    if fill == "widen" and not models.widens(config):
+        raise GvjaxError(f"--fill widen needs a StyleGAN2 model (its constant input widens); this is a {models.family_of(config)} model: use --fill crop or pad")
+    return fill
+
+
+def fill_scale(fill: str, resolution: int, size: tuple[int, int]) -> int:
+    """The `--scale` a fill takes when none is given: 'widen' scales the model's side to the frame's
+    shorter side, 'crop' to its longer side (so the square covers it), 'pad' keeps 1."""
+    side = {"widen": min(size), "crop": max(size)}.get(fill)
+    return 1 if side is None else max(1, min(16, -(-side // resolution)))
+
+
+def widen_canvas(resolution: int, scale: int, width: int, height: int) -> tuple[int, int]:
+    """The constant input's `(rows, cols)` (4 x 4 as trained) whose scaled image covers `width x height`:
+    the model draws `resolution * rows / 4` rows, `* scale` on screen; the small rest is centre-cropped."""
+    side = resolution * scale
+
+    def cells(pixels):
+        return max(4, -(-4 * pixels // side))
+
+    return cells(height), cells(width)
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameSpec:
     """Static description of a rendered frame: output size, travel, noise, preview, warps."""
@@ -71,6 +100,7 @@ class FrameSpec:
     fps: float = 30.0
     warps: tuple[WarpSpec, ...] = ()
     scale: int = 1
+    canvas: tuple[int, int] = (4, 4)  # the generator's constant input, rows x cols (see widen_canvas)
 
 
 def check_preview(config: Any, preview_res: int | None) -> int | None:
@@ -175,8 +205,8 @@ def batch_fn(gen: Any, spec: FrameSpec, masks: dict[int, np.ndarray], stages: tu
             carry = {**carry, "x": x}
             done = stage + 1
         img = stages_fn(done, last + 1)(variables, ws, carry, keys, inputs)["img"]
-        if img.shape[-2] != cfg.img_resolution:  # a preview: the skip image of an earlier block
-            img = jax.vmap(lambda i: upscale_nearest(i, cfg.img_resolution // img.shape[-2]))(img)
+        if spec.preview_res is not None:  # the skip image of an earlier block
+            img = jax.vmap(lambda i: upscale_nearest(i, cfg.img_resolution // spec.preview_res))(img)
         img = img.astype(jnp.float32)
         if spec.scale > 1:
             img = jax.vmap(lambda i: upscale_lanczos(i, spec.scale))(img)
@@ -208,7 +238,8 @@ class RenderStep:
         self.batch = -(-batch // mesh.size) * mesh.size
         self.spec = spec
         self.compilations = 0
-        gen = models.generator(config, modconv=modconv_for_batch(self.batch), dtype=dtype)
+        widened = {"canvas": spec.canvas} if spec.canvas != (4, 4) else {}
+        gen = models.generator(config, modconv=modconv_for_batch(self.batch), dtype=dtype, **widened)
         self._defaults = {name: np.asarray(v, np.float32) for name, v in models.frame_inputs(config, variables).items()}
         rep = NamedSharding(mesh, PartitionSpec())
         per_frame = NamedSharding(mesh, PartitionSpec("frames"))

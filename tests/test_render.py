@@ -106,7 +106,7 @@ def test_silent_audio_still_moves(tmp_path, nvidia_checkpoint, songs):
 
 
 def test_size_crop_and_pad(tmp_path, nvidia_checkpoint, songs):
-    r, out = render(tmp_path, nvidia_checkpoint("ada_micro_skip"), songs["short"], "w.mp4", "--fps", "4", "--size", "48x16")
+    r, out = render(tmp_path, nvidia_checkpoint("ada_micro_skip"), songs["short"], "w.mp4", "--fps", "4", "--size", "48x16", "--fill", "pad")
     assert r.returncode == 0, r.stderr
     frames = decode_frames(out)
     assert frames.shape[1:] == (16, 48, 3)

@@ -8,6 +8,7 @@ are `{'params': ..., 'buffers': ...}` in NVIDIA's state-dict names.
 Synthesis can be cut between *stages* (render's warps do that). Each family exports
 `stage_names(config)`, `cut_stage(config, resolution=, layer=)` (the stage a warp cuts after),
 `preview_stage(config, res)` (or a one-line error when the family has no preview) and
+`WIDENS` (whether `Generator(config, canvas=(rows, cols))` draws a wider frame),
 `FRAME_INPUTS` and `frame_inputs(config, variables)` (per-frame inputs beyond ws, with defaults:
 StyleGAN3's `transform`). Its `Generator.run_stages(ws, carry, start=, stop=, noise_mode=, noise_key=, **frame_inputs)`
 runs a range of stages on `carry = {'x': features, 'img': image or None}`; after the last stage
@@ -105,3 +106,8 @@ def stage_shapes(config: Any) -> tuple[tuple[int, ...], ...]:
     ws = jax.ShapeDtypeStruct((config.num_ws, config.w_dim), np.float32)
     return tuple(tuple(x.shape) for x in jax.eval_shape(run, variable_shapes(config), ws))
 
+
+
+def widens(config: Any) -> bool:
+    """Whether the family's generator can draw a wider or taller frame (`canvas`, render's --fill widen)."""
+    return family_module(family_of(config)).WIDENS

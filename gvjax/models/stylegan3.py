@@ -39,6 +39,7 @@ from gvjax.precision import matmul_precision
 
 FAMILY = "stylegan3"
 FRAME_INPUTS = ("transform",)  # per-frame synthesis inputs beyond ws (see frame_inputs)
+WIDENS = False  # its layers' sizes are fixed by the config: no wider canvas (render --fill widen)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ from gvjax.ops.conv import (
     modulated_conv2d,
 )
 from gvjax.ops.filtered_lrelu import design_lowpass_filter, filtered_lrelu
-from gvjax.ops.fir import downsample2d, setup_filter, upfirdn2d, upsample2d
+from gvjax.ops.fir import downsample2d, setup_filter, upfirdn2d, upsample2d, widen
 from gvjax.ops.fourier import fourier_features, learned_transform, make_transform
 from gvjax.ops.linear import fully_connected, normal_init, normalize_2nd_moment
 from gvjax.ops.winograd import winograd_conv3x3, winograd_kernel
@@ -32,6 +32,7 @@ __all__ = [
     "fully_connected",
     "learned_transform",
     "make_transform",
+    "widen",
     "modulated_conv2d",
     "normal_init",
     "normalize_2nd_moment",

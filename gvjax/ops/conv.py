@@ -226,25 +226,24 @@ def transposed_conv2d_polyphase(x: jnp.ndarray, phases, up: int, k: int, *, prec
     `y[up*m + r, up*n + s]`, which only see the taps `w[..., r::up, s::up]`, so no multiply
     touches an inserted zero (a zero-dilated conv spends up**2 - 1 of every up**2 there).
 
-    Returns `(y, extra)`: `y [L*up, L*up, C_out]` with `L = ceil(((H-1)*up + k) / up)`, whose first
-    `(H-1)*up + k` rows/cols are the transposed conv and the last `extra` are zeros.
+    Returns `(y, extra)`: `y [Lh*up, Lw*up, C_out]` with `Lh = ceil(((H-1)*up + k) / up)` (and Lw
+    from W), whose first `(H-1)*up + k` rows (`(W-1)*up + k` cols) are the transposed conv and the
+    last `extra` rows and cols are zeros (`extra = ceil(k / up) * up - k`, the same for both).
     """
     h, wd = x.shape[0], x.shape[1]
-    if h != wd:
-        raise ValueError(f"polyphase transposed conv expects square features, got {h}x{wd}")
-    length = -(-((h - 1) * up + k) // up)
+    len_h, len_w = -(-((h - 1) * up + k) // up), -(-((wd - 1) * up + k) // up)
     rows = []
     for r in range(up):
         row = []
         for s in range(up):
             sub = phases[r][s]
             taps_h, taps_w = sub.shape[0], sub.shape[1]
-            xp = jnp.pad(x, ((taps_h - 1, length - h), (taps_w - 1, length - h), (0, 0)))
-            row.append(_conv(xp, sub, precision=precision)[:length, :length])
-        rows.append(jnp.stack(row, axis=2))  # [L, L, up(s), C]
-    y = jnp.stack(rows, axis=1)  # [L, up(r), L, up(s), C]
-    y = y.reshape(length * up, length * up, y.shape[-1])
-    return y, length * up - ((h - 1) * up + k)
+            xp = jnp.pad(x, ((taps_h - 1, len_h - h), (taps_w - 1, len_w - wd), (0, 0)))
+            row.append(_conv(xp, sub, precision=precision)[:len_h, :len_w])
+        rows.append(jnp.stack(row, axis=2))  # [Lh, Lw, up(s), C]
+    y = jnp.stack(rows, axis=1)  # [Lh, up(r), Lw, up(s), C]
+    y = y.reshape(len_h * up, len_w * up, y.shape[-1])
+    return y, len_h * up - ((h - 1) * up + k)
 
 
 def demodulation_coefficients(weight: jnp.ndarray, styles: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
