@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gvjax import models
+
 from gvjax.config import GeneratorConfig
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -103,11 +105,13 @@ def prepare_generator(
 
         return jax.jit(step).lower(variables, z, c).compile()
 
+    stylegan2 = models.family_of(config) == "stylegan2"  # only StyleGAN2 has Winograd convs
+
     def generator(winograd):
-        return Generator(config, modconv=modconv, dtype=DTYPES[dtype], winograd=winograd)
+        return models.generator(config, modconv=modconv, dtype=DTYPES[dtype], **({"winograd": winograd} if stylegan2 else {}))
 
     direct_flops = float("nan")
-    if count_direct:
+    if count_direct and stylegan2:
         direct = generator(False)
         direct_flops = _flops(compile_step(direct, with_arranged_kernels(direct, variables)))  # FLOPs only; never timed
     gen = generator(winograd)
@@ -124,7 +128,7 @@ def prepare_generator(
         "modconv": modconv,
         "gflops_per_image": _flops(compiled) / batch / 1e9,
         "direct_gflops_per_image": direct_flops / batch / 1e9,
-        "winograd": "auto" if winograd is None else winograd,
+        "winograd": ("auto" if winograd is None else winograd) if stylegan2 else False,
         "compile_s": compile_s,
         "arrange_s": arrange_s,
         "backend": jax.default_backend(),
@@ -317,32 +321,7 @@ def sg3_nvidia_state(repo: str, config: sg3.StyleGAN3Config, variables) -> dict[
 
 def prepare_sg3_generator(config: sg3.StyleGAN3Config, variables, *, batch: int, modconv: str, dtype: str) -> PreparedGenerator:
     """Arrange the StyleGAN3 kernels (once per model) and compile z -> image for a batch."""
-    gen = sg3.Generator(config, modconv=modconv, dtype=DTYPES[dtype])
-    c = jnp.zeros((batch, config.c_dim), jnp.float32) if config.c_dim else None
-    z = jax.random.normal(jax.random.key(1), (batch, config.z_dim), jnp.float32)
-
-    def step(variables, z, c):
-        return jax.vmap(lambda z, c: gen.apply(variables, z, c), in_axes=(0, None if c is None else 0))(z, c)
-
-    t0 = time.perf_counter()
-    variables = jax.block_until_ready(with_arranged_kernels(gen, variables))
-    arrange_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    compiled = jax.jit(step).lower(variables, z, c).compile()
-    compile_s = time.perf_counter() - t0
-    info = {
-        "batch": batch,
-        "resolution": config.img_resolution,
-        "dtype": dtype,
-        "modconv": modconv,
-        "gflops_per_image": _flops(compiled) / batch / 1e9,
-        "direct_gflops_per_image": float("nan"),
-        "winograd": False,
-        "compile_s": compile_s,
-        "arrange_s": arrange_s,
-        "backend": jax.default_backend(),
-    }
-    return PreparedGenerator(compiled, variables, z, c, info)
+    return prepare_generator(config, variables, batch=batch, modconv=modconv, dtype=dtype, count_direct=False)
 
 
 def sg3_kind(config: sg3.StyleGAN3Config) -> str:
