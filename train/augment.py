@@ -12,9 +12,13 @@ its parameters follow NVIDIA's ADA pipeline (training/augment.py):
 
 Every output is a differentiable function of the input image (flips, slices and affine
 colour maps), so gradients reach G through it, and R1 is taken w.r.t. the un-augmented reals.
+
+`blur` is the blur fade-in of StyleGAN3-R training (applied before the augmentations).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +97,32 @@ def augment_batch(imgs: jnp.ndarray, key: jax.Array, p, enabled: tuple[str, ...]
         return imgs
     keys = jax.random.split(key, imgs.shape[0])
     return jax.vmap(lambda x, k: augment(x, k, p, enabled))(imgs, keys)
+
+
+def blur(img: jnp.ndarray, sigma, max_sigma: float) -> jnp.ndarray:
+    """Gaussian blur of `img [H, W, C]` as NVIDIA's loss blurs what D sees (training/loss.py of stylegan3).
+
+    Separable taps `2 ** -(i / sigma) ** 2` for `|i| <= floor(3 sigma)`, normalised to sum 1, along H
+    and W, with zero padding (the output has the input's size). `sigma` may be traced; the static
+    `max_sigma` sizes the filter, and the taps beyond `floor(3 sigma)` are 0, so the result is that of
+    the smaller filter. Below sigma 1/3 the filter is one tap: the identity.
+    """
+    radius = math.floor(max_sigma * 3)
+    if radius < 1:
+        return img
+    i = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    sigma = jnp.asarray(sigma, jnp.float32)
+    taps = jnp.where(jnp.abs(i) <= jnp.floor(sigma * 3), jnp.exp2(-jnp.square(i / jnp.maximum(sigma, 1e-8))), 0.0)
+    taps = (taps / jnp.sum(taps)).astype(img.dtype)
+    c = img.shape[-1]
+    x = img[None]
+    for kernel_shape in ((2 * radius + 1, 1, 1, c), (1, 2 * radius + 1, 1, c)):
+        kernel = jnp.broadcast_to(taps.reshape(kernel_shape[:2] + (1, 1)), kernel_shape)
+        x = lax.conv_general_dilated(
+            x, kernel, window_strides=(1, 1), padding=((kernel_shape[0] // 2,) * 2, (kernel_shape[1] // 2,) * 2),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c, precision=lax.Precision.HIGHEST,
+        )
+    return x[0]
 
 
 def ada_adjust(p, sign_mean, *, target: float, batch: int, interval: int, ada_kimg: float):

@@ -1,7 +1,8 @@
 """A training run: its directory, orbax checkpoints, loss log, sample grids, and the loop.
 
     RUN/
-      config.json        TrainConfig, generator and discriminator configs, data, starting model
+      config.json        TrainConfig (as given and resolved), model family and kind, generator and
+                         discriminator configs, data, starting model
       log.jsonl          one line per step: step, kimg, losses, augment p, seconds
       reals.png          a grid of training images
       fakes_init.png     G_ema's grid before training (also fakes_init.npy, float32)
@@ -30,15 +31,14 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from gvjax import models
 from gvjax.checkpoint import save_checkpoint
-from gvjax.config import GeneratorConfig
 from gvjax.distributed import global_mesh, peers_guard, put_global, sync, to_host
-from gvjax.discriminator import DiscriminatorConfig, d_variable_shapes, init_d_variables
+from gvjax.discriminator import DiscriminatorConfig, d_variable_shapes, init_d_variables, load_gvjax_discriminator
 from gvjax.errors import GvjaxError
 from gvjax.generate import z_for_seed
 from gvjax.images import image_grid, to_uint8, write_png
-from gvjax.model import Generator, variable_shapes
-from gvjax.train.config import TrainConfig
+from gvjax.train.config import TrainConfig, model_kind
 from gvjax.train.data import ImageDataset, Prefetcher, to_float
 from gvjax.train.step import METRICS, init_state, jit_train_step, make_networks
 
@@ -52,17 +52,62 @@ MODEL = "model"
 class StartModel:
     """Where a run starts: generator config and variables; D optional (None: a fresh D from the seed).
 
+    g_config: a model family's config (StyleGAN2 or StyleGAN3, `gvjax.models`);
     g: G's variables (None: G_ema's); g_ema: G_ema's `{'params', 'buffers'}`;
     d_config / d: the discriminator (both or neither); spec / provenance: recorded in config.json.
     """
 
-    g_config: GeneratorConfig
+    g_config: Any
     g_ema: dict
     g: dict | None = None
     d_config: DiscriminatorConfig | None = None
     d: dict | None = None
     spec: str = ""
     provenance: dict = dataclasses.field(default_factory=dict)
+
+
+def start_model(
+    ckpt, spec: str, *, load_d: Callable[[dict, dict], tuple[DiscriminatorConfig, dict]] | None = None,
+    warn: Callable[[str], None] = print,
+) -> StartModel:
+    """The StartModel of a loaded model (a `gvjax.checkpoint.Checkpoint`): its G_ema, its G, and the D to start from.
+
+    The D: one gvjax wrote (`extra['D']['format'] == 'gvjax'`) is used as is; any other (a converted
+    NVIDIA pickle's D, StyleGAN2 or StyleGAN3 alike) goes through `load_d(raw, extra['D'])`, the
+    convert stage's loader, which the caller passes (the training stage does not import the convert
+    stage). A model without D: a fresh D; a D that cannot be loaded: `warn` says why, and training
+    starts from a fresh D.
+    """
+    d_config = d = None
+    if "D" in ckpt.networks:
+        info = ckpt.extra.get("D") or {}
+        load = load_gvjax_discriminator if info.get("format") == "gvjax" else load_d
+        try:
+            if load is None:
+                raise GvjaxError(f"no loader for a {info.get('format') or 'unknown'} discriminator")
+            d_config, d = load(ckpt.networks["D"], info)
+        except GvjaxError as e:
+            warn(f"{e}; training starts from a fresh discriminator")
+            d_config = d = None
+    return StartModel(ckpt.config, ckpt.networks["G_ema"], ckpt.networks.get("G"), d_config, d, spec, ckpt.provenance)
+
+
+def fresh_d_config(g_config: Any) -> DiscriminatorConfig:
+    """The discriminator NVIDIA's training builds for a generator (a fresh D).
+
+    StyleGAN2: `DiscriminatorConfig.for_generator`. StyleGAN3: the StyleGAN2 discriminator that
+    stylegan3's train.py uses for every config, with G's `--cbase` / `--cmax` (for R, train.py
+    doubles G's, so D has half of R's) and conv_clamp.
+    """
+    kind = model_kind(g_config)
+    if kind == "stylegan2":
+        return DiscriminatorConfig.for_generator(g_config)
+    halve = 2 if kind == "stylegan3-r" else 1
+    return DiscriminatorConfig(
+        c_dim=g_config.c_dim, img_resolution=g_config.img_resolution, img_channels=g_config.img_channels,
+        channel_base=max(1, g_config.channel_base // halve), channel_max=max(1, g_config.channel_max // halve),
+        conv_clamp=g_config.conv_clamp,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,13 +163,13 @@ def truncate_log(run_dir: pathlib.Path, step: int) -> None:
     os.replace(tmp, path)
 
 
-def sample_fn(g_config: GeneratorConfig):
+def sample_fn(g_config: Any):
     """jit: (G_ema variables, z [N, z_dim]) -> images `[N, R, R, C]` (noise 'const', psi 1)."""
-    gen = Generator(g_config)
+    gen = models.generator(g_config)
     return jax.jit(jax.vmap(lambda v, z: gen.apply(v, z, noise_mode="const"), in_axes=(None, 0)))
 
 
-def grid_z(g_config: GeneratorConfig, grid: tuple[int, int]) -> np.ndarray:
+def grid_z(g_config: Any, grid: tuple[int, int]) -> np.ndarray:
     """z of seeds 0 .. cols*rows-1, as `gvjax generate` draws them: `[N, z_dim]`."""
     return np.stack([z_for_seed(s, g_config.z_dim) for s in range(grid[0] * grid[1])])
 
@@ -154,7 +199,7 @@ def _save(manager, state: dict) -> None:
 
 
 def _abstract_state(nets, sharding) -> dict:
-    g = variable_shapes(nets.g_config)
+    g = models.variable_shapes(nets.g_config)
     d = d_variable_shapes(nets.d_config)
     tree = jax.eval_shape(lambda g, d: init_state(nets, g, g, d, 0), g, d)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), tree)
@@ -176,7 +221,7 @@ def _restore(manager, nets, sharding) -> dict:
 def _init_networks(start: StartModel, train: TrainConfig):
     """(nets, G, G_ema, D variables, d_config) for a new run."""
     g_config = start.g_config
-    d_config = start.d_config or DiscriminatorConfig.for_generator(g_config)
+    d_config = start.d_config or fresh_d_config(g_config)
     nets = make_networks(g_config, d_config, train)
     d = start.d
     if d is None:
@@ -196,6 +241,8 @@ def _start_run(run_dir, config, nets, start, g, g_ema, d, g_config, d_config, da
         meta = {
             "train": config.to_dict(),
             "resolved": nets.train.to_dict(),
+            "family": nets.family,
+            "kind": model_kind(g_config),
             "generator": g_config.to_dict(),
             "discriminator": d_config.to_dict(),
             "data": data_info,
@@ -250,7 +297,7 @@ def train(
     if resume:
         meta = read_run_config(run_dir)
         config = TrainConfig.from_dict(meta["train"])
-        g_config = GeneratorConfig.from_dict(meta["generator"])
+        g_config = models.config_from_dict(meta.get("family", "stylegan2"), meta["generator"])
         d_config = DiscriminatorConfig.from_dict(meta["discriminator"])
         if kimg is not None:
             config = dataclasses.replace(config, kimg=kimg)

@@ -343,6 +343,7 @@ class SynthesisLayer(nn.Module):
     activation. Both scale the conv output by `input_gain = rsqrt(magnitude_ema)`. Arranged kernels
     (`gvjax.model.with_arranged_kernels`) hold the normalised weight.
 
+    The activation is `filtered_lrelu_trainable` (`ops.filtered_lrelu`, with a fast gradient).
     Sows `input_mean_square` (the mean of `x²` over this example's input, float32) into
     'intermediates' when that collection is mutable: the statistic training tracks in `magnitude_ema`
     (see `synthesize_tracking_magnitudes`).
