@@ -97,14 +97,12 @@ def test_learning_brings_samples_closer_to_the_data(workspace, full_run):
     assert sorted(p.name for p in (full_run / "checkpoints").iterdir()) == ["200", "250", "300"]  # keep 3
 
 
-def test_resume_after_kill_9_continues_exactly(workspace, full_run):
-    root, env = workspace
-    out = root / "killed"
-    proc = gvjax(*train_args(root, out, STEPS * BATCH / 1000, "--snap", 0.16), env_extra=env, wait=False)
+def kill_9_after_steps(proc, out, steps: int) -> None:
+    """SIGKILL the training process `proc` once its log in `out` has `steps` lines (it must still run)."""
     try:
         deadline = time.time() + 600
         while time.time() < deadline and proc.poll() is None:
-            if len(read_log(out)) >= 25:  # past the checkpoint at step 20
+            if len(read_log(out)) >= steps:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.stdout.read()
@@ -113,6 +111,13 @@ def test_resume_after_kill_9_continues_exactly(workspace, full_run):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_resume_after_kill_9_continues_exactly(workspace, full_run):
+    root, env = workspace
+    out = root / "killed"
+    proc = gvjax(*train_args(root, out, STEPS * BATCH / 1000, "--snap", 0.16), env_extra=env, wait=False)
+    kill_9_after_steps(proc, out, 25)  # past the checkpoint at step 20
     killed_at = len(read_log(out))
     assert killed_at >= 25
     r = gvjax("train", root / "data", "--out", out, "--resume", "--kimg", 60 * BATCH / 1000, env_extra=env)

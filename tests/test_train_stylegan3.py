@@ -21,15 +21,13 @@ options above reach x0.43.
 """
 
 import json
-import signal
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import DATA
-from test_train_runs import gvjax, nearest_neighbour_l2
+from test_train_runs import gvjax, kill_9_after_steps, nearest_neighbour_l2
 
 from gvjax.convert import load_source
 from gvjax.convert.nvidia_d import load_discriminator
@@ -280,18 +278,7 @@ def test_magnitude_emas_are_tracked_in_a_run(full_run):
 def test_resume_after_kill_9_continues_exactly(workspace, full_run):
     out = workspace / "killed"
     proc = gvjax(*train_args(workspace, out, STEPS, "--snap", 5 * BATCH / 1000), wait=False)
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline and proc.poll() is None:
-            if len(read_log(out)) >= 7:  # past the checkpoint at step 5
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stdout.read()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_9_after_steps(proc, out, 7)  # past the checkpoint at step 5
     killed_at = len(read_log(out))
     r = gvjax("train", workspace / "data", "--out", out, "--resume", "--kimg", 20 * BATCH / 1000)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -8,7 +8,6 @@ transform wanted for the image (`gen_images.py`: `inv(make_transform(translate, 
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import jax.numpy as jnp
