@@ -33,8 +33,16 @@ feature = "rms"
 
 
 def render(out, song, ckpt, *extra, cwd=None):
-    r = run_cli("render", song, "-o", out, "--model", ckpt, "--quiet", "--fps", "6", *extra, cwd=cwd)
-    assert r.returncode == 0, r.stderr
+    """A render through the real CLI: in this process (the entry point's `_run`, fast), or as a
+    subprocess when it must run in another folder (`cwd`)."""
+    args = ["render", song, "-o", out, "--model", ckpt, "--quiet", "--fps", "6", *extra]
+    if cwd is None:
+        from gvjax.cli import _run
+
+        assert _run([str(a) for a in args]) == 0
+    else:
+        r = run_cli(*args, cwd=cwd)
+        assert r.returncode == 0, r.stderr
     return frame_hashes(out)
 
 
