@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import DATA
-from test_train_runs import gvjax, kill_9_after_steps, nearest_neighbour_l2
+from test_train_runs import gvjax, kill_9_after_steps, sample_distances
 
 from gvjax.convert import load_source
 from gvjax.convert.nvidia_d import load_discriminator
@@ -245,17 +245,8 @@ def test_a_run_starts_from_exactly_the_pickled_weights(full_run):
 
 @pytest.mark.slow
 def test_learning_brings_samples_closer_to_the_data(workspace, full_run):
-    from gvjax.checkpoint import load_checkpoint
-    from gvjax.train.data import ImageDataset, to_float
-    from gvjax.train.run import grid_z, sample_fn
-
-    train = to_float(ImageDataset(workspace / "data", 32, 3).images)
-    before = np.load(full_run / "fakes_init.npy")
-    ckpt = load_checkpoint(full_run / "model")
+    d0, d1, ckpt = sample_distances(workspace / "data", full_run)
     assert isinstance(ckpt.config, sg3.StyleGAN3Config)
-    after = np.asarray(sample_fn(ckpt.config)(ckpt.variables, grid_z(ckpt.config, (4, 4))))
-    d0, d1 = nearest_neighbour_l2(before, train), nearest_neighbour_l2(after, train)
-    print(f"mean nearest-neighbour L2: step 0 {d0:.2f}, step {STEPS} {d1:.2f} (x{d1 / d0:.3f})")
     assert d1 < 0.5 * d0
     log = read_log(full_run)
     assert [r["step"] for r in log] == list(range(1, STEPS + 1))
