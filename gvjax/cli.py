@@ -70,17 +70,6 @@ def _seed(option: str, value: int) -> int:
     return check_seed(value, option)
 
 
-def require_stylegan2(ckpt, what: str) -> None:
-    """One line for a model family `what` (a command) does not support yet."""
-    from gvjax.config import GeneratorConfig
-
-    if not isinstance(ckpt.config, GeneratorConfig):
-        raise GvjaxError(
-            f"{what} supports StyleGAN2 models for now; this is a StyleGAN3 model "
-            "(gvjax convert, inspect, generate and seeds take it)"
-        )
-
-
 COORDINATOR_HELP = "Multi-process run: HOST:PORT of process 0's coordinator (with --num-processes, --process-id; default: the cluster JAX detects, else one process)."
 NUM_PROCESSES_HELP = "Processes in the run (the same command on each, every process with its own --process-id)."
 PROCESS_ID_HELP = "This process's index in the run, 0 .. N-1 (process 0 writes the output)."

@@ -153,6 +153,11 @@ def frame_input_plan(config: Any, variables: Any, warps: tuple[WarpSpec, ...], s
     return plan
 
 
+def last_stage(config: Any, spec: FrameSpec) -> int:
+    """The last synthesis stage a frame runs: the preview's, else the model's last (warps cut before it)."""
+    return models.preview_stage(config, spec.preview_res) if spec.preview_res is not None else len(models.stage_names(config)) - 1
+
+
 def batch_fn(gen: Any, spec: FrameSpec, masks: dict[int, np.ndarray], stages: tuple[int | None, ...], on_trace: Callable[[], None] = lambda: None) -> Callable:
     """The batch step: `(variables, keyframes, frames, histories, n_valid, first, key)` ->
     `(uint8 frames [B, H, W, 3], histories)`.
@@ -164,8 +169,7 @@ def batch_fn(gen: Any, spec: FrameSpec, masks: dict[int, np.ndarray], stages: tu
     history of past frames. `on_trace` is called each time the step is traced (= compiled).
     """
     cfg = gen.config
-    n_stages = len(models.stage_names(cfg))
-    last = models.preview_stage(cfg, spec.preview_res) if spec.preview_res is not None else n_stages - 1
+    last = last_stage(cfg, spec)
     warps = [(k, w, st) for k, (w, st) in enumerate(zip(spec.warps, stages)) if st is not None and st < last]
     cuts = sorted({st for _, _, st in warps})
     input_names = tuple(sorted(models.frame_inputs_names(cfg)))
@@ -254,7 +258,7 @@ class RenderStep:
         )
         self._variables = jax.device_put(with_arranged_kernels(gen, variables), rep)
         self._key = jax.device_put(jax.random.key(seed), rep)
-        last = models.preview_stage(config, spec.preview_res) if spec.preview_res is not None else len(models.stage_names(config)) - 1
+        last = last_stage(config, spec)
         ws = jax.ShapeDtypeStruct((config.num_ws, config.w_dim), jnp.float32)
         inputs = {name: jax.ShapeDtypeStruct(v.shape, v.dtype) for name, v in self._defaults.items()}
 
@@ -262,10 +266,8 @@ class RenderStep:
             run = lambda ws, inputs: gen.apply(variables, ws, stop=stage + 1, **inputs, method="run_stages")["x"]
             return jax.eval_shape(run, ws, inputs)
 
-        self._histories = jax.device_put({
-            k: jnp.zeros((w.history,) + features(st).shape, features(st).dtype)
-            for k, (w, st) in enumerate(zip(spec.warps, stages)) if w.kind == "slitscan" and st < last
-        }, rep)
+        slitscans = {k: (w.history, features(st)) for k, (w, st) in enumerate(zip(spec.warps, stages)) if w.kind == "slitscan" and st < last}
+        self._histories = jax.device_put({k: jnp.zeros((n,) + x.shape, x.dtype) for k, (n, x) in slitscans.items()}, rep)
         self._first = True
 
     def __call__(self, kf_a, t_a, kf_b, t_b, fade, frame_index, strengths, inputs: dict | None = None) -> jax.Array:
