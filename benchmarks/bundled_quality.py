@@ -276,9 +276,9 @@ def load_model(spec: str):
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "model.npz"
         path.write_bytes(r.stdout)
-        config, variables, meta = read_npz_model(path)
+        config, networks, meta = read_npz_model(path)
     provenance = {"source": spec, "sha256": hashlib.sha256(r.stdout).hexdigest(), "training": meta.get("record", {})}
-    return Checkpoint(config, {"G_ema": variables}, provenance, {}), provenance["sha256"]
+    return Checkpoint(config, {"G_ema": networks["G_ema"]}, provenance, {}), provenance["sha256"]
 
 
 def samples(ckpt, count: int) -> np.ndarray:

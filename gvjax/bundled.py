@@ -1,9 +1,10 @@
 """The model gvjax uses when none is given: a 64x64 StyleGAN2 trained on procedural fruit.
 
-The weights ship inside the package (`gvjax/data/bundled_fruit64.npz`, G_ema only, about
-3 MB): one compressed npz with the variables under `params/...` and `buffers/...` and a
-`__meta__` JSON string holding the generator config and the record of the training run
-(command, steps, wall time, machine). It was trained with `gvjax train` from random init on
+The weights ship inside the package (`gvjax/data/bundled_fruit64.npz`, G_ema and D, about
+6 MB): one compressed npz with G_ema's variables under `params/...` and `buffers/...`, D's under
+`D/params/...`, and a `__meta__` JSON string holding the generator config, the discriminator's
+and the record of the training run (commands, steps, wall time, machine). With its D,
+`gvjax train --from bundled` continues the GAN game rather than starting a fresh discriminator. It was trained with `gvjax train` from random init on
 `gvjax dataset fruit` images; the recipe is `gvjax.train.bundled_config`.
 """
 
@@ -26,24 +27,31 @@ BUNDLED_FILE = pathlib.Path(__file__).parent / "data" / "bundled_fruit64.npz"
 
 
 def read_npz_model(path: pathlib.Path) -> tuple[GeneratorConfig, dict, dict]:
-    """(config, G_ema variables, meta) of a model npz as `gvjax.train.bundled_config.export_npz` writes it."""
+    """(config, networks, meta) of a model npz as `gvjax.train.bundled_config.export_npz` writes it.
+
+    `networks['G_ema']` is `{'params', 'buffers'}` (the unprefixed keys); `networks['D']`, where the
+    file has `D/...` keys, is the discriminator's `{'params'}`, described by `meta['D']`.
+    """
     from gvjax.model import variable_shapes
 
     try:
         with np.load(path) as npz:
             meta = json.loads(str(npz["__meta__"]))
-            variables = unflatten_dict({key: npz[key] for key in npz.files if key != "__meta__"}, sep="/")
+            tree = unflatten_dict({key: npz[key] for key in npz.files if key != "__meta__"}, sep="/")
     except (OSError, KeyError, ValueError) as e:
         raise GvjaxError(f"the bundled model {path} cannot be read ({e}); reinstall gvjax") from None
+    networks = {"G_ema": {k: v for k, v in tree.items() if k != "D"}}
+    if "D" in tree:
+        networks["D"] = tree["D"]
     config = GeneratorConfig.from_dict(meta["config"])
-    check_shapes(variable_shapes(config), variables, f"{path.name}")
-    return config, variables, meta
+    check_shapes(variable_shapes(config), networks["G_ema"], f"{path.name}")
+    return config, networks, meta
 
 
 @functools.lru_cache(maxsize=1)
 def bundled_model() -> Checkpoint:
-    """The bundled model as a Checkpoint (config, {'G_ema': variables}, provenance)."""
-    config, variables, meta = read_npz_model(BUNDLED_FILE)
+    """The bundled model as a Checkpoint (config, {'G_ema', 'D'} variables, provenance, extra {'D': ...})."""
+    config, networks, meta = read_npz_model(BUNDLED_FILE)
     provenance = {
         "source": BUNDLED_NAME,
         "file": BUNDLED_FILE.name,
@@ -51,4 +59,5 @@ def bundled_model() -> Checkpoint:
         "weights": "trained on procedural fruit (gvjax dataset fruit) with gvjax train",
         "training": meta.get("record", {}),
     }
-    return Checkpoint(config, {"G_ema": variables}, provenance, {})
+    extra = {"D": meta["D"]} if "D" in networks and "D" in meta else {}
+    return Checkpoint(config, networks if extra else {"G_ema": networks["G_ema"]}, provenance, extra)

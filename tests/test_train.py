@@ -258,3 +258,39 @@ def test_bundled_model_is_the_fruit_model_trained_here():
     corners = np.concatenate([imgs[:, :4, :4], imgs[:, :4, -4:], imgs[:, -4:, :4], imgs[:, -4:, -4:]], axis=1)
     centre = imgs[:, 24:40, 24:40]
     assert corners.mean() > 0.6 and centre.mean() < corners.mean() - 0.3, (corners.mean(), centre.mean())
+
+
+def test_bundled_export_keeps_g_ema_and_d_for_training_on(tmp_path):
+    """export_npz -> read_npz_model round trip: G_ema and D come back bit for bit, G is left out,
+    and `start_model` continues from that D instead of a fresh one."""
+    from flax.traverse_util import flatten_dict
+
+    from gvjax.bundled import read_npz_model
+    from gvjax.checkpoint import Checkpoint, save_checkpoint
+    from gvjax.config import GeneratorConfig
+    from gvjax.discriminator import DiscriminatorConfig, init_d_variables
+    from gvjax.model import init_variables
+    from gvjax.train.bundled_config import export_npz
+    from gvjax.train.run import start_model
+
+    g_config = GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, mapping_layers=1, channel_base=32, channel_max=8)
+    d_config = DiscriminatorConfig.for_generator(g_config)
+    g_ema = jax.device_get(init_variables(g_config, jax.random.key(1)))
+    g = jax.device_get(init_variables(g_config, jax.random.key(2)))
+    d = jax.device_get(init_d_variables(d_config, jax.random.key(3)))
+    d_info = {"format": "gvjax", "class_name": "gvjax.discriminator.Discriminator", "config": d_config.to_dict()}
+    save_checkpoint(tmp_path / "model", g_config, {"G_ema": g_ema, "G": g, "D": d}, provenance={"source": "test"}, extra={"D": d_info})
+    export_npz(str(tmp_path / "model"), str(tmp_path / "m.npz"), {"kimg": 1.0})
+
+    config, networks, meta = read_npz_model(tmp_path / "m.npz")
+    assert config == g_config, (config, g_config)
+    assert set(networks) == {"G_ema", "D"} and meta["D"] == d_info and meta["record"] == {"kimg": 1.0}
+    for got, want in ((networks["G_ema"], g_ema), (networks["D"], d)):
+        got, want = flatten_dict(got, sep="/"), flatten_dict(want, sep="/")
+        assert set(got) == set(want)
+        assert all(np.array_equal(got[k], np.asarray(want[k])) for k in want)
+    ckpt = Checkpoint(config, networks, {"source": "test"}, {"D": meta["D"]})
+    start = start_model(ckpt, "m.npz", warn=pytest.fail)
+    assert start.d_config == d_config
+    got, want = flatten_dict(start.d, sep="/"), flatten_dict(d, sep="/")
+    assert set(got) == set(want) and all(np.array_equal(got[k], np.asarray(want[k])) for k in want)

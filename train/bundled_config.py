@@ -44,13 +44,25 @@ def write_init(path: str) -> pathlib.Path:
 
 
 def export_npz(model_dir: str, out: str, record: dict | None = None) -> pathlib.Path:
-    """G_ema of a gvjax checkpoint -> one compressed .npz (`params/...`, `buffers/...`, `config`, `record` JSON)."""
-    from gvjax.checkpoint import load_checkpoint
+    """G_ema and D of a gvjax checkpoint -> one compressed .npz.
 
-    ckpt = load_checkpoint(model_dir)
+    Keys: G_ema's `params/...`, `buffers/...`; D's `D/params/...` (when the checkpoint has a D);
+    `__meta__`, a JSON string with `config`, `provenance`, `record` and `D` (the discriminator's
+    format and config, as a gvjax checkpoint's extra holds it). The D lets `gvjax train --from
+    bundled` continue the GAN game instead of starting a fresh discriminator; G is left out (a
+    start from G_ema alone starts G as G_ema), which keeps the file a few MB.
+    """
+    from gvjax.checkpoint import load_checkpoint, read_config
+
+    has_d = "D" in read_config(pathlib.Path(model_dir).absolute()).get("networks", [])
+    ckpt = load_checkpoint(model_dir, ("G_ema", "D") if has_d else ("G_ema",))
     trees = {collection: ckpt.variables[collection] for collection in ("params", "buffers")}
+    if "D" in ckpt.networks and ckpt.extra.get("D"):
+        trees["D"] = ckpt.networks["D"]
     arrays = {key: np.asarray(leaf, np.float32) for key, leaf in flatten_dict(trees, sep="/").items()}
     meta = {"config": ckpt.config.to_dict(), "provenance": ckpt.provenance, "record": record or {}}
+    if "D" in trees:
+        meta["D"] = ckpt.extra["D"]
     out = pathlib.Path(out)
     tmp = out.with_name(f".{out.name}.tmp.npz")
     np.savez_compressed(tmp, __meta__=np.asarray(json.dumps(meta, sort_keys=True)), **arrays)
