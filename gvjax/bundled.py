@@ -4,7 +4,8 @@ The weights ship inside the package (`gvjax/data/bundled_fruit64.npz`, G_ema and
 6 MB): one compressed npz with G_ema's variables under `params/...` and `buffers/...`, D's under
 `D/params/...`, and a `__meta__` JSON string holding the generator config, the discriminator's
 and the record of the training run (commands, steps, wall time, machine). With its D,
-`gvjax train --from bundled` continues the GAN game rather than starting a fresh discriminator. It was trained with `gvjax train` from random init on
+`gvjax train --from bundled` continues the GAN game rather than starting a fresh discriminator.
+It was trained with `gvjax train` from random init on
 `gvjax dataset fruit` images; the recipe is `gvjax.train.bundled_config`.
 """
 
@@ -30,7 +31,7 @@ def read_npz_model(path: pathlib.Path) -> tuple[GeneratorConfig, dict, dict]:
     """(config, networks, meta) of a model npz as `gvjax.train.bundled_config.export_npz` writes it.
 
     `networks['G_ema']` is `{'params', 'buffers'}` (the unprefixed keys); `networks['D']`, where the
-    file has `D/...` keys, is the discriminator's `{'params'}`, described by `meta['D']`.
+    file has `D/...` keys and `meta['D']` describes them, is the discriminator's `{'params'}`.
     """
     from gvjax.model import variable_shapes
 
@@ -41,7 +42,7 @@ def read_npz_model(path: pathlib.Path) -> tuple[GeneratorConfig, dict, dict]:
     except (OSError, KeyError, ValueError) as e:
         raise GvjaxError(f"the bundled model {path} cannot be read ({e}); reinstall gvjax") from None
     networks = {"G_ema": {k: v for k, v in tree.items() if k != "D"}}
-    if "D" in tree:
+    if "D" in tree and "D" in meta:
         networks["D"] = tree["D"]
     config = GeneratorConfig.from_dict(meta["config"])
     check_shapes(variable_shapes(config), networks["G_ema"], f"{path.name}")
@@ -59,5 +60,4 @@ def bundled_model() -> Checkpoint:
         "weights": "trained on procedural fruit (gvjax dataset fruit) with gvjax train",
         "training": meta.get("record", {}),
     }
-    extra = {"D": meta["D"]} if "D" in networks and "D" in meta else {}
-    return Checkpoint(config, networks if extra else {"G_ema": networks["G_ema"]}, provenance, extra)
+    return Checkpoint(config, networks, provenance, {"D": meta["D"]} if "D" in networks else {})

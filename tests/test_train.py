@@ -285,12 +285,11 @@ def test_bundled_export_keeps_g_ema_and_d_for_training_on(tmp_path):
     config, networks, meta = read_npz_model(tmp_path / "m.npz")
     assert config == g_config, (config, g_config)
     assert set(networks) == {"G_ema", "D"} and meta["D"] == d_info and meta["record"] == {"kimg": 1.0}
-    for got, want in ((networks["G_ema"], g_ema), (networks["D"], d)):
-        got, want = flatten_dict(got, sep="/"), flatten_dict(want, sep="/")
-        assert set(got) == set(want)
-        assert all(np.array_equal(got[k], np.asarray(want[k])) for k in want)
+    def same(a, b):
+        a, b = flatten_dict(a, sep="/"), flatten_dict(b, sep="/")
+        return set(a) == set(b) and all(np.array_equal(a[k], np.asarray(b[k])) for k in b)
+
+    assert same(networks["G_ema"], g_ema) and same(networks["D"], d)
     ckpt = Checkpoint(config, networks, {"source": "test"}, {"D": meta["D"]})
     start = start_model(ckpt, "m.npz", warn=pytest.fail)
-    assert start.d_config == d_config
-    got, want = flatten_dict(start.d, sep="/"), flatten_dict(d, sep="/")
-    assert set(got) == set(want) and all(np.array_equal(got[k], np.asarray(want[k])) for k in want)
+    assert start.d_config == d_config and same(start.d, d)

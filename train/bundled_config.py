@@ -60,7 +60,7 @@ def export_npz(model_dir: str, out: str, record: dict | None = None) -> pathlib.
     has_d = "D" in read_config(pathlib.Path(model_dir).absolute()).get("networks", [])
     ckpt = load_checkpoint(model_dir, ("G_ema", "D") if has_d else ("G_ema",))
     trees = {collection: ckpt.variables[collection] for collection in ("params", "buffers")}
-    if "D" in ckpt.networks and ckpt.extra.get("D"):
+    if has_d and ckpt.extra.get("D"):
         trees["D"] = ckpt.networks["D"]
     arrays = {key: np.asarray(leaf, np.float32) for key, leaf in flatten_dict(trees, sep="/").items()}
     meta = {"config": ckpt.config.to_dict(), "provenance": ckpt.provenance, "record": record or {}}
