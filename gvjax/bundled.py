@@ -27,7 +27,7 @@ BUNDLED_NAME = "bundled"
 BUNDLED_FILE = pathlib.Path(__file__).parent / "data" / "bundled_fruit64.npz"
 
 
-def read_npz_model(path: pathlib.Path) -> tuple[GeneratorConfig, dict, dict]:
+def read_npz_model(path: str | pathlib.Path) -> tuple[GeneratorConfig, dict, dict]:
     """(config, networks, meta) of a model npz as `gvjax.train.bundled_config.export_npz` writes it.
 
     `networks['G_ema']` is `{'params', 'buffers'}` (the unprefixed keys); `networks['D']`, where the
@@ -35,6 +35,7 @@ def read_npz_model(path: pathlib.Path) -> tuple[GeneratorConfig, dict, dict]:
     """
     from gvjax.model import variable_shapes
 
+    path = pathlib.Path(path)
     try:
         with np.load(path) as npz:
             meta = json.loads(str(npz["__meta__"]))

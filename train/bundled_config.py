@@ -1,15 +1,29 @@
-"""The recipe of the bundled model: a 64x64 StyleGAN2 trained from scratch on procedural fruit.
+"""The recipe of the bundled model: a 64x64 StyleGAN2 trained from scratch on procedural fruit, in two stages.
+
+Stage 1 (240 kimg from random init on 4000 images; shipped at commit 2c9a063):
 
     gvjax dataset fruit fruit64 --count 4000 --res 64 --seed 0
     python -m gvjax.train.bundled_config init init64      # random-init checkpoint of this config
     gvjax train fruit64 --from init64 --out run-fruit64 --kimg 240 --batch 16 --seed 0 --ada-kimg 100 --pl-weight 0 --snap 5 --sample-kimg 10
     python -m gvjax.train.bundled_config export run-fruit64/model gvjax/data/bundled_fruit64.npz --record record.json
 
+Stage 2 continues that model's G_ema and D (`--from bundled` on a checkout that ships stage 1) on
+20000 images of the same seed (the first 4000 are stage 1's: a picture depends on (seed, index)
+only). `--augment-p` starts at stage 1's final augmentation probability, which the D it continues
+was trained against (from p = 0 the trained D beat G at once: loss_D 0.001 within 140 steps);
+`--ema-kimg 10` averages G over twice stage 1's half-life:
+
+    gvjax dataset fruit fruit64-20k --count 20000 --res 64 --seed 0
+    gvjax train fruit64-20k --from bundled --out run-2 --kimg 300 --batch 16 --seed 1 --ada-kimg 100 --augment-p 0.28 --pl-weight 0 --ema-kimg 10 --snap 10 --sample-kimg 20
+    python -m gvjax.train.bundled_config export run-2/model gvjax/data/bundled_fruit64.npz --record record.json
+
+A run stopped early is finished at its last checkpoint by `gvjax train fruit64-20k --out run-2
+--resume --kimg K` (K: that checkpoint's kimg), which writes `run-2/model` without training.
 `--pl-weight 0` leaves out path-length regularisation, to spend the CPU time on more steps;
 the other options are `gvjax train`'s defaults. The shipped file records the commands, steps, wall time
-and machine of its run (see `gvjax.bundled`), and holds G_ema and D: a longer run continues
-from it as a further stage, `gvjax train fruit64 --from bundled --out run-2 --kimg N ...`
-(a fresh Adam and augmentation probability; exact resume needs the run directory).
+and machine of both stages (see `gvjax.bundled`), and holds G_ema and D: a longer run continues
+from it as a further stage, `gvjax train DATA --from bundled --out run-3 --kimg N --augment-p P ...`
+with P its record's `final_augment_p` (a fresh Adam; exact resume needs the run directory).
 """
 
 from __future__ import annotations
