@@ -18,7 +18,10 @@ was trained against (from p = 0 the trained D beat G at once: loss_D 0.001 withi
     python -m gvjax.train.bundled_config export run-2/model gvjax/data/bundled_fruit64.npz --record record.json
 
 A run stopped early is finished at its last checkpoint by `gvjax train fruit64-20k --out run-2
---resume --kimg K` (K: that checkpoint's kimg), which writes `run-2/model` without training.
+--resume --kimg K` (K: that checkpoint's kimg), which writes `run-2/model` without training. The
+shipped stage 2 was started with `--kimg 400`, stopped after its 300-kimg checkpoint and finished
+there that way (its record lists those commands); a run's steps do not depend on its length, so
+`--kimg 300` above trains the same steps.
 `--pl-weight 0` leaves out path-length regularisation, to spend the CPU time on more steps;
 the other options are `gvjax train`'s defaults. The shipped file records the commands, steps, wall time
 and machine of both stages (see `gvjax.bundled`), and holds G_ema and D: a longer run continues
