@@ -681,19 +681,26 @@ def _run(argv: list[str] | None) -> int:
     return code or 0
 
 
-def main(argv: list[str] | None = None):
-    """Console entry point: SIGTERM behaves like Ctrl-C; errors are one line (see `_run`)."""
-    import _thread
+def handle_interrupts() -> None:
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C, and no interrupt is lost in a callback.
+
+    An interrupt that lands in a callback Python cannot raise from (a gc or weakref callback of
+    jax, a `__del__`) is reported to `sys.unraisablehook` and would be dropped ("Exception
+    ignored in ..."). The hook notes it (`errors.note_interrupt`), and the next batch of a
+    render, image run, training run or data set stops there (`errors.check_interrupt`).
+    Raising it again from the hook would not do: the hook runs on the main thread, so the
+    exception would land in the hook itself and be dropped again.
+    """
     import signal
+
+    from gvjax.errors import note_interrupt
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
 
     def unraisable(info):
-        # An interrupt that lands in a callback Python cannot raise from (a gc callback of jax)
-        # would be lost ("Exception ignored in ..."): deliver it to the main thread again.
         if isinstance(info.exc_value, KeyboardInterrupt):
-            _thread.interrupt_main()
+            note_interrupt()
         else:
             from gvjax import chatter
 
@@ -701,6 +708,11 @@ def main(argv: list[str] | None = None):
 
     signal.signal(signal.SIGTERM, terminate)
     sys.unraisablehook = unraisable
+
+
+def main(argv: list[str] | None = None):
+    """Console entry point: SIGTERM behaves like Ctrl-C; errors are one line (see `_run`)."""
+    handle_interrupts()
     sys.exit(_run(argv))
 
 

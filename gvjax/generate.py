@@ -13,7 +13,7 @@ import numpy as np
 
 from gvjax import models
 from gvjax.config import GeneratorConfig, check_seed
-from gvjax.errors import GvjaxError
+from gvjax.errors import GvjaxError, check_interrupt
 from gvjax.model import NOISE_MODES, modconv_for_batch, with_arranged_kernels
 
 
@@ -125,6 +125,7 @@ def generate_images(
     fn = image_fn(config, batch=batch, truncation_psi=truncation_psi, noise_mode=noise_mode, dtype=dtype)
     variables = with_arranged_kernels(models.generator(config), variables)
     for start in range(0, len(seeds), batch):
+        check_interrupt()
         chunk = seeds[start : start + batch]
         padded = chunk + [chunk[-1]] * (batch - len(chunk))
         z = np.stack([z_for_seed(s, config.z_dim) for s in padded])

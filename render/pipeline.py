@@ -21,7 +21,7 @@ import numpy as np
 from gvjax.audio import audio_duration, compute_features, peak_gain
 from gvjax.checkpoint import Checkpoint
 from gvjax.distributed import ProcessLost, gather_bytes, process_range, sync
-from gvjax.errors import GvjaxError
+from gvjax.errors import GvjaxError, check_interrupt
 from gvjax.generate import label_vector
 from gvjax import models
 from gvjax.precision import describe as describe_precision, jax_dtype
@@ -287,6 +287,7 @@ class RenderJob:
         plan, kf, pending = self.plan, self.keyframes, None
         frame_inputs = self.frame_inputs(plan.strengths)
         for first, last in self.batch_ranges(start, stop):
+            check_interrupt()
             idx = np.arange(first, last)
             sa, sb = int(plan.section_a[first]), int(plan.section_b[first])
             inputs = {name: v[idx] for name, v in frame_inputs.items()} or None

@@ -516,6 +516,35 @@ def test_sigterm_before_the_first_frame_leaves_nothing(world):
     assert [p.name for p in world.iterdir() if ".gvjax-tmp-" in p.name] == []
 
 
+INTERRUPT_IN_A_CALLBACK = """
+import time
+from gvjax.cli import handle_interrupts
+from gvjax.errors import check_interrupt
+handle_interrupts()
+
+class Dropped:
+    def __del__(self):
+        raise KeyboardInterrupt  # lands where Python cannot raise it: reported to sys.unraisablehook
+
+try:
+    Dropped()
+    for batch in range(100):  # a command's loop: one check per batch
+        check_interrupt()
+        time.sleep(0.01)
+    print("lost")
+except KeyboardInterrupt:
+    print(f"stopped at batch {batch}")
+"""
+
+
+def test_an_interrupt_raised_in_a_callback_still_stops_the_command():
+    """A KeyboardInterrupt Python can only report (raised in a __del__, as in a jax gc callback)
+    is not dropped: the command's next batch stops."""
+    r = subprocess.run([sys.executable, "-c", INTERRUPT_IN_A_CALLBACK], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "stopped at batch 0", (r.stdout, r.stderr)
+    assert r.stderr == "", r.stderr  # nothing printed about an ignored exception
+
+
 @pytest.mark.slow
 def test_float_audio_far_beyond_full_scale_renders(world):
     """A float wav peaking at 1e30 is analysed and muxed at full scale (no NaN, no stalled encoder)."""

@@ -30,7 +30,7 @@ import pathlib
 
 import numpy as np
 
-from gvjax.errors import GvjaxError
+from gvjax.errors import GvjaxError, check_interrupt
 from gvjax.outputs import atomic_output, check_writable_dir
 
 SUPERSAMPLE = 3
@@ -497,6 +497,7 @@ def write_fruit_dataset(
     with atomic_output(out, directory=True) as tmp:  # an empty `out` is replaced; a failure leaves nothing
         kinds_per_image = {}
         for i in range(count):
+            check_interrupt()
             img, kinds = fruit_image(resolution, seed, i)
             write_png(tmp / f"fruit{i:06d}.png", img)
             if labels:

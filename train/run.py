@@ -35,7 +35,7 @@ from gvjax import models
 from gvjax.checkpoint import save_checkpoint
 from gvjax.distributed import global_mesh, peers_guard, put_global, sync, to_host
 from gvjax.discriminator import DiscriminatorConfig, d_variable_shapes, init_d_variables, load_gvjax_discriminator
-from gvjax.errors import GvjaxError
+from gvjax.errors import GvjaxError, check_interrupt
 from gvjax.generate import z_for_seed
 from gvjax.images import image_grid, to_uint8, write_png
 from gvjax.train.config import TrainConfig, model_kind
@@ -363,6 +363,7 @@ def train(
     try:
         with peers_guard("while training"), Prefetcher(dataset, config.seed, config.batch, step0) as prefetch:
             for step in range(step0, total):
+                check_interrupt()
                 s, images = prefetch.next()
                 assert s == step
                 reals = put_global(to_float(images[pid * local : (pid + 1) * local]), per_example)
