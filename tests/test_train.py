@@ -4,6 +4,7 @@
 """
 
 import io
+import json
 import zipfile
 
 import jax
@@ -258,6 +259,34 @@ def test_bundled_model_is_the_fruit_model_trained_here():
     corners = np.concatenate([imgs[:, :4, :4], imgs[:, :4, -4:], imgs[:, -4:, :4], imgs[:, -4:, -4:]], axis=1)
     centre = imgs[:, 24:40, 24:40]
     assert corners.mean() > 0.6 and centre.mean() < corners.mean() - 0.3, (corners.mean(), centre.mean())
+
+
+def test_bundled_training_record_adds_a_stage(tmp_path):
+    """`bundled_config record`'s parts: a stage read from a run directory (steps and p from the log's
+    last line, seconds from reals.png to the last checkpoint), and totals summed over the stages."""
+    import os
+
+    from gvjax.train.bundled_config import add_stage, stage_record
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "0").mkdir(parents=True)
+    (run / "checkpoints" / "625").mkdir()
+    (run / "config.json").write_text(json.dumps({"train": {"batch": 16}, "data": {"images": 20000}}))
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": i, "augment_p": 0.1 * i}) + "\n" for i in (1, 2, 625)))
+    (run / "reals.png").write_bytes(b"")
+    os.utime(run / "reals.png", (1000.0, 1000.0))
+    os.utime(run / "checkpoints" / "0", (1010.0, 1010.0))
+    os.utime(run / "checkpoints" / "625", (1400.4, 1400.4))
+    stage = stage_record(run)
+    assert stage == {"kimg": 10.0, "steps": 625, "images": 20000, "final_augment_p": 62.5, "wall_seconds": 400}
+
+    first = {"batch": 16, "commands": ["a"], "kimg": 240.0, "steps": 15000, "wall_seconds": 7000, "final_augment_p": 0.28}
+    two = add_stage(first, stage, ["b", "c"])  # a record from before stages were kept counts as one stage
+    assert two["stages"] == [{"kimg": 240.0, "steps": 15000, "wall_seconds": 7000, "final_augment_p": 0.28}, stage]
+    assert (two["commands"], two["steps"], two["kimg"], two["wall_seconds"], two["final_augment_p"], two["batch"]) == (
+        ["a", "b", "c"], 15625, 250.0, 7400, 62.5, 16)
+    three = add_stage(two, stage, ["d"])
+    assert len(three["stages"]) == 3 and three["steps"] == 16250 and three["commands"][-1] == "d"
 
 
 def test_bundled_export_keeps_g_ema_and_d_for_training_on(tmp_path):

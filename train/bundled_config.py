@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -90,18 +91,76 @@ def export_npz(model_dir: str, out: str, record: dict | None = None) -> pathlib.
     return out
 
 
+def stage_record(run_dir: str | os.PathLike) -> dict:
+    """One training stage, read from a finished run directory of `gvjax train`.
+
+    `{kimg, steps, images, final_augment_p, wall_seconds}`: the steps and ADA p of the last line of
+    `log.jsonl`, the image count of `config.json`, and the seconds from the run's first file
+    (`reals.png`, written before the first step) to its last checkpoint (compiling, checkpoints
+    and sample grids included).
+    """
+    from gvjax.train.run import CHECKPOINTS, read_log, read_run_config
+
+    run = pathlib.Path(run_dir)
+    log, meta = read_log(run), read_run_config(run)
+    if not log:
+        raise ValueError(f"{run} has no training steps in its log")
+    steps, batch = log[-1]["step"], meta["train"]["batch"]
+    last_checkpoint = max(p.stat().st_mtime for p in (run / CHECKPOINTS).iterdir())
+    return {
+        "kimg": steps * batch / 1000,
+        "steps": steps,
+        "images": meta["data"]["images"],
+        "final_augment_p": log[-1]["augment_p"],
+        "wall_seconds": round(last_checkpoint - (run / "reals.png").stat().st_mtime),
+    }
+
+
+def add_stage(previous: dict, stage: dict, commands: list[str]) -> dict:
+    """The training record of a model trained on from one with record `previous` for one more stage.
+
+    `stages` gains `stage`, `commands` gains the stage's `commands`; the totals (`steps`, `kimg`,
+    `wall_seconds`) are the sums over the stages, `final_augment_p` is the last stage's. A record
+    from before stages were kept counts as one stage (its totals).
+    """
+    stages = previous.get("stages") or [{k: previous[k] for k in ("kimg", "steps", "wall_seconds", "final_augment_p") if k in previous}]
+    stages = [*stages, stage]
+    return {
+        **previous,
+        "commands": [*previous.get("commands", []), *commands],
+        "stages": stages,
+        "steps": sum(s["steps"] for s in stages),
+        "kimg": sum(s["kimg"] for s in stages),
+        "wall_seconds": sum(s["wall_seconds"] for s in stages),
+        "final_augment_p": stage["final_augment_p"],
+    }
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description="The bundled model's recipe: init checkpoint, export.")
+    ap = argparse.ArgumentParser(description="The bundled model's recipe: init checkpoint, training record, export.")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("init")
+    p = sub.add_parser("init", help="write the random-init checkpoint of stage 1")
     p.add_argument("out")
-    p = sub.add_parser("export")
+    p = sub.add_parser("record", help="the training record of a model continued from a bundled npz for one more stage")
+    p.add_argument("run", help="the finished run directory of the new stage")
+    p.add_argument("--previous", required=True, help="the npz the stage started from (its record is continued)")
+    p.add_argument("--command", action="append", default=[], help="a command of the stage, in order (repeat)")
+    p.add_argument("--stopped", help="how the stage was stopped, when not at its --kimg")
+    p.add_argument("--out", required=True, help="the JSON file to write (for export --record)")
+    p = sub.add_parser("export", help="G_ema and D of a gvjax checkpoint -> the bundled npz")
     p.add_argument("model")
     p.add_argument("out")
-    p.add_argument("--record", help="JSON file with the training command, steps, wall time and machine")
+    p.add_argument("--record", help="JSON file with the training commands, steps, wall time and machine")
     args = ap.parse_args()
     if args.cmd == "init":
         print(write_init(args.out))
+    elif args.cmd == "record":
+        from gvjax.bundled import read_npz_model
+
+        stage = stage_record(args.run) | ({"stopped": args.stopped} if args.stopped else {})
+        record = add_stage(read_npz_model(args.previous)[2]["record"], stage, args.command)
+        pathlib.Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+        print(json.dumps(record, indent=1))
     else:
         record = json.loads(pathlib.Path(args.record).read_text()) if args.record else None
         print(export_npz(args.model, args.out, record))
