@@ -289,6 +289,27 @@ def test_bundled_training_record_adds_a_stage(tmp_path):
     assert len(three["stages"]) == 3 and three["steps"] == 16250 and three["commands"][-1] == "d"
 
 
+def test_oversample_repeats_one_species(tmp_path):
+    """`bundled_config oversample`: every picture once, the chosen species' `times` times (same
+    bytes), labels for each; the counts it returns are those of its labels file."""
+    from gvjax.train.bundled_config import oversample
+    from gvjax.train.fruit import write_fruit_dataset
+
+    write_fruit_dataset(tmp_path / "data", count=12, resolution=16, seed=0, labels=True)
+    labels = json.loads((tmp_path / "data" / "labels.json").read_text())
+    kind = labels["labels"]["fruit000000.png"]
+    name = labels["species"][kind]
+    n = sum(k == kind for k in labels["labels"].values())
+    counts = oversample(tmp_path / "data", tmp_path / "more", name, 3)
+    pngs = sorted(p.name for p in (tmp_path / "more").glob("*.png"))
+    assert len(pngs) == 12 + 2 * n and counts[name] == 3 * n and sum(counts.values()) == len(pngs)
+    assert (tmp_path / "more" / "fruit000000_3.png").read_bytes() == (tmp_path / "data" / "fruit000000.png").read_bytes()
+    more = json.loads((tmp_path / "more" / "labels.json").read_text())
+    assert sorted(more["labels"]) == pngs and more["fruits"]["fruit000000_2.png"] == labels["fruits"]["fruit000000.png"]
+    with pytest.raises(ValueError, match="no species 'mango'"):
+        oversample(tmp_path / "data", tmp_path / "none", "mango", 2)
+
+
 def test_bundled_export_keeps_g_ema_and_d_for_training_on(tmp_path):
     """export_npz -> read_npz_model round trip: G_ema and D come back bit for bit, G is left out,
     and `start_model` continues from that D instead of a fresh one."""

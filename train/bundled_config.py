@@ -136,6 +136,40 @@ def add_stage(previous: dict, stage: dict, commands: list[str]) -> dict:
     }
 
 
+def oversample(data: str | os.PathLike, out: str | os.PathLike, species: str, times: int) -> dict[str, int]:
+    """A copy of a labelled fruit folder in which each picture of `species` appears `times` times.
+
+    `data` holds `gvjax dataset fruit` pictures and their `labels.json`; `out` (new) gets a hard
+    link to every picture (a copy across file systems), `times - 1` more named `NAME_2.png`,
+    `NAME_3.png`, ... for the pictures whose species is `species`, and the labels of all of them.
+    Returns the number of pictures per species in `out`.
+    """
+    import shutil
+
+    from gvjax.train.fruit import LABELS_FILE
+
+    data, out = pathlib.Path(data), pathlib.Path(out)
+    labels = json.loads((data / LABELS_FILE).read_text())
+    if species not in labels["species"]:
+        raise ValueError(f"no species {species!r} in {data / LABELS_FILE}; it has {', '.join(labels['species'])}")
+    if times < 1:
+        raise ValueError(f"times must be >= 1, got {times}")
+    target = labels["species"].index(species)
+    out.mkdir()
+    new = {"species": labels["species"], "labels": {}, "fruits": {}}
+    for name, kind in labels["labels"].items():
+        copies = [name] + ([f"{name[:-4]}_{k}.png" for k in range(2, times + 1)] if kind == target else [])
+        for copy in copies:
+            try:
+                os.link(data / name, out / copy)
+            except OSError:
+                shutil.copyfile(data / name, out / copy)
+            new["labels"][copy], new["fruits"][copy] = kind, labels["fruits"][name]
+    (out / LABELS_FILE).write_text(json.dumps(new) + "\n")
+    counts = np.bincount(list(new["labels"].values()), minlength=len(labels["species"]))
+    return dict(zip(labels["species"], counts.tolist()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="The bundled model's recipe: init checkpoint, training record, export.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -143,10 +177,15 @@ def main() -> None:
     p.add_argument("out")
     p = sub.add_parser("record", help="the training record of a model continued from a bundled npz for one more stage")
     p.add_argument("run", help="the finished run directory of the new stage")
-    p.add_argument("--previous", required=True, help="the npz the stage started from (its record is continued)")
+    p.add_argument("--previous", required=True, help="the npz the stage started from, or the .json record of the stage before")
     p.add_argument("--command", action="append", default=[], help="a command of the stage, in order (repeat)")
     p.add_argument("--stopped", help="how the stage was stopped, when not at its --kimg")
     p.add_argument("--out", required=True, help="the JSON file to write (for export --record)")
+    p = sub.add_parser("oversample", help="a copy of a labelled fruit folder with one species' pictures repeated")
+    p.add_argument("data")
+    p.add_argument("out")
+    p.add_argument("--species", required=True)
+    p.add_argument("--times", type=int, required=True)
     p = sub.add_parser("export", help="G_ema and D of a gvjax checkpoint -> the bundled npz")
     p.add_argument("model")
     p.add_argument("out")
@@ -154,11 +193,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "init":
         print(write_init(args.out))
+    elif args.cmd == "oversample":
+        print(json.dumps(oversample(args.data, args.out, args.species, args.times)))
     elif args.cmd == "record":
         from gvjax.bundled import read_npz_model
 
         stage = stage_record(args.run) | ({"stopped": args.stopped} if args.stopped else {})
-        record = add_stage(read_npz_model(args.previous)[2]["record"], stage, args.command)
+        previous = (json.loads(pathlib.Path(args.previous).read_text()) if args.previous.endswith(".json")
+                    else read_npz_model(args.previous)[2]["record"])
+        record = add_stage(previous, stage, args.command)
         pathlib.Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
         print(json.dumps(record, indent=1))
     else:
