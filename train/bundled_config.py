@@ -180,6 +180,7 @@ def main() -> None:
     p.add_argument("--previous", required=True, help="the npz the stage started from, or the .json record of the stage before")
     p.add_argument("--command", action="append", default=[], help="a command of the stage, in order (repeat)")
     p.add_argument("--stopped", help="how the stage was stopped, when not at its --kimg")
+    p.add_argument("--wall-seconds", type=int, help="the stage's wall time, where the run directory's file times overstate it (a paused run)")
     p.add_argument("--out", required=True, help="the JSON file to write (for export --record)")
     p = sub.add_parser("oversample", help="a copy of a labelled fruit folder with one species' pictures repeated")
     p.add_argument("data")
@@ -199,6 +200,8 @@ def main() -> None:
         from gvjax.bundled import read_npz_model
 
         stage = stage_record(args.run) | ({"stopped": args.stopped} if args.stopped else {})
+        if args.wall_seconds is not None:
+            stage["wall_seconds"] = args.wall_seconds
         previous = (json.loads(pathlib.Path(args.previous).read_text()) if args.previous.endswith(".json")
                     else read_npz_model(args.previous)[2]["record"])
         record = add_stage(previous, stage, args.command)
