@@ -498,7 +498,7 @@ def test_train_starts_from_the_tf_pickle(tmp_path):
 
     r = run_cli("dataset", "fruit", tmp_path / "data", "--count", 4, "--res", 32, "--seed", 0)
     assert r.returncode == 0, r.stderr
-    r = run_cli("train", tmp_path / "data", "--from", PKL, "--out", tmp_path / "run", "--kimg", 0.008, "--batch", 4, "--snap", 1)
+    r = run_cli("train", tmp_path / "data", "--from", PKL, "--out", tmp_path / "run", "--kimg", 0.004, "--batch", 4, "--snap", 1)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "fresh discriminator" not in r.stderr
     step0 = ocp.StandardCheckpointer().restore((tmp_path / "run" / "checkpoints" / "0" / "default").absolute())
@@ -506,4 +506,4 @@ def test_train_starts_from_the_tf_pickle(tmp_path):
     _, d = load_discriminator(ckpt.networks["D"], ckpt.extra["D"])
     for name, want in (("G_ema", ckpt.networks["G_ema"]), ("G", ckpt.networks["G"]), ("D", d)):
         assert_same_arrays(flat(jax.tree.map(np.asarray, step0[name]["params"])), flat(want["params"]))
-    assert [row["step"] for row in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())] == [1, 2]
+    assert [row["step"] for row in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())] == [1]

@@ -279,6 +279,8 @@ def test_bundled_training_record_adds_a_stage(tmp_path):
     os.utime(run / "checkpoints" / "625", (1400.4, 1400.4))
     stage = stage_record(run)
     assert stage == {"kimg": 10.0, "steps": 625, "images": 20000, "final_augment_p": 62.5, "wall_seconds": 400}
+    paused = stage_record(run, stopped="SIGTERM after its 10-kimg checkpoint", wall_seconds=350)
+    assert paused == dict(stage, wall_seconds=350, stopped="SIGTERM after its 10-kimg checkpoint")
 
     first = {"batch": 16, "commands": ["a"], "kimg": 240.0, "steps": 15000, "wall_seconds": 7000, "final_augment_p": 0.28}
     two = add_stage(first, stage, ["b", "c"])  # a record from before stages were kept counts as one stage

@@ -106,13 +106,14 @@ def export_npz(model_dir: str, out: str, record: dict | None = None) -> pathlib.
     return out
 
 
-def stage_record(run_dir: str | os.PathLike) -> dict:
+def stage_record(run_dir: str | os.PathLike, *, stopped: str | None = None, wall_seconds: int | None = None) -> dict:
     """One training stage, read from a finished run directory of `gvjax train`.
 
     `{kimg, steps, images, final_augment_p, wall_seconds}`: the steps and ADA p of the last line of
     `log.jsonl`, the image count of `config.json`, and the seconds from the run's first file
     (`reals.png`, written before the first step) to its last checkpoint (compiling, checkpoints
-    and sample grids included).
+    and sample grids included). `wall_seconds` replaces that where the file times overstate it (a
+    paused run); `stopped` (how the stage was stopped, when not at its --kimg) is added as given.
     """
     from gvjax.train.run import CHECKPOINTS, read_log, read_run_config
 
@@ -127,8 +128,8 @@ def stage_record(run_dir: str | os.PathLike) -> dict:
         "steps": steps,
         "images": meta["data"]["images"],
         "final_augment_p": log[-1]["augment_p"],
-        "wall_seconds": round(last_checkpoint - (run / "reals.png").stat().st_mtime),
-    }
+        "wall_seconds": round(last_checkpoint - (run / "reals.png").stat().st_mtime) if wall_seconds is None else wall_seconds,
+    } | ({"stopped": stopped} if stopped else {})
 
 
 def add_stage(previous: dict, stage: dict, commands: list[str]) -> dict:
@@ -186,7 +187,7 @@ def oversample(data: str | os.PathLike, out: str | os.PathLike, species: str, ti
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="The bundled model's recipe: init checkpoint, training record, export.")
+    ap = argparse.ArgumentParser(description="The bundled model's recipe: init checkpoint, training record, oversampled data, export.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("init", help="write the random-init checkpoint of stage 1")
     p.add_argument("out")
@@ -214,9 +215,7 @@ def main() -> None:
     elif args.cmd == "record":
         from gvjax.bundled import read_npz_model
 
-        stage = stage_record(args.run) | ({"stopped": args.stopped} if args.stopped else {})
-        if args.wall_seconds is not None:
-            stage["wall_seconds"] = args.wall_seconds
+        stage = stage_record(args.run, stopped=args.stopped, wall_seconds=args.wall_seconds)
         previous = (json.loads(pathlib.Path(args.previous).read_text()) if args.previous.endswith(".json")
                     else read_npz_model(args.previous)[2]["record"])
         record = add_stage(previous, stage, args.command)
