@@ -34,7 +34,8 @@ class RenderConfig:
       start, duration: the range of the song to render, seconds (duration None: to the end).
       size: output (width, height); None: the (scaled) model's square resolution.
       fill: how a `size` of another shape is filled: 'widen' (synthesis itself draws a wider or
-        taller frame: StyleGAN2's constant input and noise maps are widened), 'crop' (the square
+        taller frame: StyleGAN2's constant input and noise maps are widened, StyleGAN3's input
+        samples more of its plane), 'crop' (the square
         scaled to cover, centre-cropped), 'pad' (the square centred, black around it, cropped where
         the frame is smaller), or 'auto' (widen where the model can, else pad; resolved before
         the render, so records hold the choice).

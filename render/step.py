@@ -61,12 +61,12 @@ def upscale_nearest(img: jnp.ndarray, factor: int) -> jnp.ndarray:
 
 def resolve_fill(fill: str, config: Any, size: tuple[int, int] | None) -> str:
     """The concrete `--fill` of a render: 'auto' is 'widen' for a non-square `size` on a model that
-    widens (StyleGAN2), else 'pad'. 'widen' on a model that cannot is a one-line GvjaxError."""
+    widens (StyleGAN2 and StyleGAN3 do), else 'pad'. 'widen' on a model that cannot is a one-line GvjaxError."""
     square = size is None or size[0] == size[1]
     if fill == "auto":
         return "widen" if not square and models.widens(config) else "pad"
     if fill == "widen" and not models.widens(config):
-        raise GvjaxError(f"--fill widen needs a StyleGAN2 model (its constant input widens); this is a {models.family_of(config)} model: use --fill crop or pad")
+        raise GvjaxError(f"--fill widen needs a model whose synthesis widens; a {models.family_of(config)} model does not: use --fill crop or pad")
     return fill
 
 
@@ -78,8 +78,9 @@ def fill_scale(fill: str, resolution: int, size: tuple[int, int]) -> int:
 
 
 def widen_canvas(resolution: int, scale: int, width: int, height: int) -> tuple[int, int]:
-    """The constant input's `(rows, cols)` (4 x 4 as trained) whose scaled image covers `width x height`:
-    the model draws `resolution * rows / 4` rows, `* scale` on screen; the small rest is centre-cropped."""
+    """The canvas `(rows, cols)`, in quarters of the square (4 x 4 as trained: StyleGAN2's constant
+    input), whose scaled image covers `width x height`: the model draws `resolution * rows / 4`
+    rows, `* scale` on screen; the small rest is centre-cropped."""
     side = resolution * scale
 
     def cells(pixels):

@@ -185,8 +185,6 @@ CASES = [
     ("render --size 100x", ["render", "song.wav", "-o", "v.mp4", "--size", "100x"], "--size must look like", 2, None),
     ("render --size odd", ["render", "song.wav", "-o", "v.mp4", "--size", "33x33"], "even", 2, None),
     ("render --fill stretch", ["render", "song.wav", "-o", "v.mp4", "--size", "64x32", "--fill", "stretch"], "--fill must be one of", 2, None),
-    ("render --fill widen on StyleGAN3", ["render", "song.wav", "-o", "v.mp4", "--model", "sg3.pkl", "--size", "64x32", "--fill", "widen"],
-     "--fill widen needs a StyleGAN2 model", 2, None),
     ("render --fill crop with a --scale too small", ["render", "song.wav", "-o", "v.mp4", "--size", "256x128", "--fill", "crop", "--scale", "2"],
      "does not cover 256x128", 2, None),
     ("render --size giant", ["render", "song.wav", "-o", "v.mp4", "--size", "100000x100000"], "at most 8192", 2, None),

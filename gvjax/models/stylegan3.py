@@ -12,6 +12,11 @@ Synthesis is a sequence of *stages* (`stage_names`): the Fourier-feature `input`
 `run_layers` runs a range of stages on a carry (the feature map `[size, size, C]`), so synthesis can be
 cut anywhere. The `transform` of the input is an explicit `[3, 3]` argument per example.
 
+A wider or taller `canvas` (render's --fill widen) samples the input's Fourier features over a wider
+or taller part of the same plane; every layer is translation-equivariant, so synthesis draws more of
+the same picture around the square one (which it matches away from the square's edges, where the
+square frame's last layers see zero padding).
+
 Everything a layer's shapes and filters depend on (cutoffs, stopbands, sampling rates, sizes, channels,
 up/down factors, filter taps and padding) is computed from `StyleGAN3Config` by `synthesis_layout`,
 as NVIDIA's `SynthesisNetwork` and `SynthesisLayer` constructors compute it; the lowpass filters are
@@ -39,7 +44,7 @@ from gvjax.precision import matmul_precision
 
 FAMILY = "stylegan3"
 FRAME_INPUTS = ("transform",)  # per-frame synthesis inputs beyond ws (see frame_inputs)
-WIDENS = False  # its layers' sizes are fixed by the config: no wider canvas (render --fill widen)
+WIDENS = True  # Generator(canvas=(rows, cols)) samples a wider or taller part of the plane (render --fill widen)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,22 +136,26 @@ Config = StyleGAN3Config
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
-    """The Fourier-feature input: `channels` maps of `size x size`, `sampling_rate` pixels per unit, `bandwidth` (cycles per unit)."""
+    """The Fourier-feature input: `channels` maps of `shape` (rows, cols; `size x size` on the square
+    canvas), `sampling_rate` pixels per unit, `bandwidth` (cycles per unit)."""
 
     channels: int
     size: int
     sampling_rate: float
     bandwidth: float
+    shape: tuple[int, int]
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerSpec:
-    """One synthesis layer, as NVIDIA's `SynthesisLayer` computes it (sizes square, rates in pixels per unit).
+    """One synthesis layer, as NVIDIA's `SynthesisLayer` computes it (rates in pixels per unit).
 
-    The layer maps `[in_size, in_size, in_channels]` to `[out_size, out_size, out_channels]`: a
-    `conv_kernel` modulated conv with padding `conv_kernel - 1`, then `filtered_lrelu` at
-    `tmp_sampling_rate` (`up_factor` x the input rate, `down_factor` x the output rate), with filters
-    of `up_taps` / `down_taps` taps (1: none) and `padding = (x0, x1, y0, y1)` on the upsampled signal.
+    On the square canvas the layer maps `[in_size, in_size, in_channels]` to `[out_size, out_size,
+    out_channels]` (NVIDIA's sizes, which name the layer); on a wider or taller one, `in_shape` to
+    `out_shape` (rows, cols). A `conv_kernel` modulated conv with padding `conv_kernel - 1`, then
+    `filtered_lrelu` at `tmp_sampling_rate` (`up_factor` x the input rate, `down_factor` x the output
+    rate), with filters of `up_taps` / `down_taps` taps (1: none) and `padding = (x0, x1, y0, y1)` on
+    the upsampled signal.
     """
 
     name: str
@@ -171,6 +180,8 @@ class LayerSpec:
     down_taps: int
     down_radial: bool
     padding: tuple[int, int, int, int]
+    in_shape: tuple[int, int]
+    out_shape: tuple[int, int]
 
 
 def _factor(tmp: int, rate: int, what: str) -> int:
@@ -181,14 +192,30 @@ def _factor(tmp: int, rate: int, what: str) -> int:
     return factor
 
 
+def canvas_extra(rates: np.ndarray, cells: int) -> np.ndarray:
+    """Pixels each layer adds along an axis of `cells` (4: the square) quarters of the square's
+    extent: `rate * (cells - 4) / 4`, checked whole and even (half on each side, so the square's
+    samples stay where they are); else a GvjaxError."""
+    extra = rates * (cells - 4) / 4
+    if cells < 4 or not np.all(extra == np.rint(extra)) or np.any(np.rint(extra) % 2):
+        raise GvjaxError(f"a StyleGAN3 canvas of {cells}/4 of the square: its sampling rates {sorted(set(rates.astype(int).tolist()))} "
+                         "do not widen by a whole, even number of pixels")
+    return np.rint(extra).astype(int)
+
+
 @functools.lru_cache(maxsize=64)
-def synthesis_layout(cfg: StyleGAN3Config) -> tuple[InputSpec, tuple[LayerSpec, ...]]:
+def synthesis_layout(cfg: StyleGAN3Config, canvas: tuple[int, int] = (4, 4)) -> tuple[InputSpec, tuple[LayerSpec, ...]]:
     """The input and every layer of `cfg`'s synthesis network, in execution order (float64 math, as NVIDIA's).
 
     Cutoffs f_c and minimum stopbands f_t grow geometrically from the first layer's to
     `img_resolution / 2` (and `* last_stopband_rel`) over `num_layers - num_critical` layers; the
     sampling rate is `2**ceil(log2(min(2 f_t, img_resolution)))`, the transition half-width
     `max(f_t, s / 2) - f_c`, the size `s + 2 * margin_size` (the last two: `img_resolution`).
+
+    `canvas = (rows, cols)` in quarters of the square ((4, 4): NVIDIA's layout): each axis of
+    `cells` quarters grows every layer by `rate * (cells - 4) / 4` pixels (`canvas_extra`), the same
+    extent of the plane at every layer; the padding formula, applied per axis, keeps the square's
+    (the growth scales with the rate, so `out * down - in * up` is unchanged).
     """
     n, res = cfg.num_layers, cfg.img_resolution
     last_cutoff = res / 2
@@ -204,7 +231,14 @@ def synthesis_layout(cfg: StyleGAN3Config) -> tuple[InputSpec, tuple[LayerSpec, 
     channels[-1] = cfg.img_channels
     if channels.min() < 1:
         raise GvjaxError(f"StyleGAN3 generator config: channel_base {cfg.channel_base} gives a layer without channels")
+    extra_rows, extra_cols = canvas_extra(rates, canvas[0]), canvas_extra(rates, canvas[1])
     layers = []
+
+    def padding(in_size, out_size, up, down, kernel, up_taps, down_taps):
+        total = (out_size - 1) * down + 1 - (in_size + kernel - 1) * up + up_taps + down_taps - 2
+        lo = (total + up) // 2  # sample locations shifted as in the paper's appendix C.3
+        return lo, total - lo
+
     for i in range(n + 1):
         prev = max(i - 1, 0)
         torgb = i == n
@@ -215,9 +249,10 @@ def synthesis_layout(cfg: StyleGAN3Config) -> tuple[InputSpec, tuple[LayerSpec, 
         up_taps = cfg.filter_size * up if up > 1 and not torgb else 1
         down_taps = cfg.filter_size * down if down > 1 and not torgb else 1
         in_size, out_size = int(sizes[prev]), int(sizes[i])
-        pad_total = (out_size - 1) * down + 1 - (in_size + kernel - 1) * up + up_taps + down_taps - 2
-        pad_lo = (pad_total + up) // 2  # sample locations shifted as in the paper's appendix C.3
-        pad_hi = pad_total - pad_lo
+        in_shape = (in_size + int(extra_rows[prev]), in_size + int(extra_cols[prev]))
+        out_shape = (out_size + int(extra_rows[i]), out_size + int(extra_cols[i]))
+        pad_y = padding(in_shape[0], out_shape[0], up, down, kernel, up_taps, down_taps)
+        pad_x = padding(in_shape[1], out_shape[1], up, down, kernel, up_taps, down_taps)
         layers.append(LayerSpec(
             name=f"L{i}_{out_size}_{int(channels[i])}",
             is_torgb=torgb,
@@ -230,9 +265,10 @@ def synthesis_layout(cfg: StyleGAN3Config) -> tuple[InputSpec, tuple[LayerSpec, 
             in_half_width=float(half_widths[prev]), out_half_width=float(half_widths[i]),
             conv_kernel=kernel, up_factor=up, up_taps=up_taps, down_factor=down, down_taps=down_taps,
             down_radial=cfg.use_radial_filters and not i >= n - cfg.num_critical,
-            padding=(pad_lo, pad_hi, pad_lo, pad_hi),
+            padding=(*pad_x, *pad_y), in_shape=in_shape, out_shape=out_shape,
         ))
-    spec = InputSpec(int(channels[0]), int(sizes[0]), float(rates[0]), float(cutoffs[0]))
+    shape = (int(sizes[0] + extra_rows[0]), int(sizes[0] + extra_cols[0]))
+    spec = InputSpec(int(channels[0]), int(sizes[0]), float(rates[0]), float(cutoffs[0]), shape)
     return spec, tuple(layers)
 
 
@@ -306,7 +342,7 @@ class InputAffine(nn.Module):
 
 
 class SynthesisInput(nn.Module):
-    """w [w_dim] (and a `[3, 3]` transform) -> Fourier features `[size, size, channels]`, mixed by a learned matrix."""
+    """w [w_dim] (and a `[3, 3]` transform) -> Fourier features `[*spec.shape, channels]`, mixed by a learned matrix."""
 
     spec: InputSpec
     w_dim: int
@@ -320,7 +356,7 @@ class SynthesisInput(nn.Module):
 
     @nn.compact
     def __call__(self, w, transform=None):
-        """`w [w_dim]`, `transform [3, 3]` (None: the `transform` buffer, the identity) -> `[size, size, C]`."""
+        """`w [w_dim]`, `transform [3, 3]` (None: the `transform` buffer, the identity) -> `[*spec.shape, C]`."""
         s = self.spec
         weight = self.param("weight", ops.normal_init((s.channels, s.channels)))
         t = InputAffine(self.w_dim, name="affine")(w)
@@ -330,13 +366,13 @@ class SynthesisInput(nn.Module):
             "buffers", "phases", lambda: jax.random.uniform(self.make_rng("params"), (s.channels,), jnp.float32) - 0.5
         ).value
         matrix = ops.learned_transform(t, stored if transform is None else transform)
-        x = ops.fourier_features(freqs, phases, matrix, size=s.size, sampling_rate=s.sampling_rate, bandwidth=s.bandwidth)
+        x = ops.fourier_features(freqs, phases, matrix, size=s.shape, sampling_rate=s.sampling_rate, bandwidth=s.bandwidth)
         mix = jnp.transpose(weight) * (1.0 / math.sqrt(s.channels))
         return jnp.matmul(x, mix, precision=lax.Precision.HIGHEST).astype(self.dtype)
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated conv, then the filtered leaky ReLU: `[in_size, in_size, C_in] -> [out_size, out_size, C_out]`.
+    """Modulated conv, then the filtered leaky ReLU: `[*in_shape, C_in] -> [*out_shape, C_out]`.
 
     Not ToRGB: the weight is normalised per output channel and the styles to unit mean square,
     then modulated and demodulated. ToRGB: styles times `1 / sqrt(C_in)`, no demodulation, a linear
@@ -357,7 +393,7 @@ class SynthesisLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x, w):
-        """`x [in_size, in_size, C_in]`, `w [w_dim]`."""
+        """`x [*in_shape, C_in]`, `w [w_dim]`."""
         s, k = self.spec, self.spec.conv_kernel
         self.sow("intermediates", "input_mean_square", jnp.mean(jnp.square(x.astype(jnp.float32))))
         styles = FullyConnected(self.w_dim, s.in_channels, bias_init=1.0, name="affine")(w)
@@ -383,15 +419,17 @@ class SynthesisLayer(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    """ws `[num_ws, w_dim]` -> image `[R, R, img_channels]`; runs in pieces with `run_layers`."""
+    """ws `[num_ws, w_dim]` -> image `[R * rows / 4, R * cols / 4, img_channels]` (`canvas = (rows,
+    cols)`; `[R, R, C]` as trained); runs in pieces with `run_layers`."""
 
     config: StyleGAN3Config
     modconv: str = "grouped"
     dtype: Any = jnp.float32
+    canvas: tuple[int, int] = (4, 4)
 
     def setup(self):
         cfg = self.config
-        input_spec, layers = synthesis_layout(cfg)
+        input_spec, layers = synthesis_layout(cfg, tuple(self.canvas))
         self.input = SynthesisInput(input_spec, cfg.w_dim, dtype=self.dtype)
         for spec in layers:
             layer = SynthesisLayer(spec, cfg.w_dim, conv_clamp=cfg.conv_clamp, modconv=self.modconv, dtype=self.dtype)
@@ -426,15 +464,18 @@ class SynthesisNetwork(nn.Module):
 
 class Generator(nn.Module):
     """Mapping + synthesis. `dtype` is the synthesis compute dtype (params stay float32); `modconv`
-    picks the modulated-conv form ('grouped' or 'shared', see `gvjax.ops.modulated_conv2d`)."""
+    picks the modulated-conv form ('grouped' or 'shared', see `gvjax.ops.modulated_conv2d`).
+    `canvas = (rows, cols)`, in quarters of the square ((4, 4) as trained), draws a taller or wider
+    image from the same variables (see `synthesis_layout`)."""
 
     config: StyleGAN3Config
     modconv: str = "grouped"
     dtype: Any = jnp.float32
+    canvas: tuple[int, int] = (4, 4)
 
     def setup(self):
         self.mapping = MappingNetwork(self.config)
-        self.synthesis = SynthesisNetwork(self.config, modconv=self.modconv, dtype=self.dtype)
+        self.synthesis = SynthesisNetwork(self.config, modconv=self.modconv, dtype=self.dtype, canvas=self.canvas)
 
     def map(self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None):
         """`z [z_dim]`, `c [c_dim]` -> `ws [num_ws, w_dim]`; truncation on `ws[:cutoff]` (all when None)."""

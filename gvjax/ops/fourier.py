@@ -54,18 +54,19 @@ def fourier_features(
     phases: jnp.ndarray,
     transform: jnp.ndarray,
     *,
-    size: int,
+    size: int | tuple[int, int],
     sampling_rate: float,
     bandwidth: float,
 ) -> jnp.ndarray:
-    """`sin(2 pi (grid . f + phase)) * amplitude` on a `size x size` grid: `[size, size, C]` float32.
+    """`sin(2 pi (grid . f + phase)) * amplitude` on a `size x size` (or `(rows, cols)`) grid: `[rows, cols, C]` float32.
 
     Args:
       freqs: `[C, 2]` frequencies (x, y), cycles per unit, inside the disc of radius `bandwidth`.
       phases: `[C]` phases, in cycles.
       transform: `[3, 3]` from `learned_transform`; frequencies become `freqs @ T[:2, :2]`, phases
         gain `freqs @ T[:2, 2]`.
-      size: grid side in pixels; pixel `j` sits at `(j + 0.5 - size / 2) / sampling_rate`.
+      size: grid side in pixels, or `(rows, cols)`; pixel `j` of an axis of `n` sits at
+        `(j + 0.5 - n / 2) / sampling_rate` (the grid is centred on the origin).
       sampling_rate: pixels per unit.
       bandwidth: frequencies beyond it are damped linearly to 0 at `sampling_rate / 2`.
     """
@@ -74,7 +75,9 @@ def fourier_features(
     freqs = jnp.matmul(freqs, transform[:2, :2], precision=HIGHEST)
     norm = jnp.sqrt(jnp.sum(jnp.square(freqs), axis=1))
     amplitudes = jnp.clip(1 - (norm - bandwidth) / (sampling_rate / 2 - bandwidth), 0, 1)
-    grid = jnp.asarray((np.arange(size) + 0.5 - size / 2) / sampling_rate, jnp.float32)
-    x = grid[None, :, None] * freqs[None, None, :, 0] + grid[:, None, None] * freqs[None, None, :, 1]
+    rows, cols = (size, size) if isinstance(size, (int, np.integer)) else size
+    grid_y = jnp.asarray((np.arange(rows) + 0.5 - rows / 2) / sampling_rate, jnp.float32)
+    grid_x = jnp.asarray((np.arange(cols) + 0.5 - cols / 2) / sampling_rate, jnp.float32)
+    x = grid_x[None, :, None] * freqs[None, None, :, 0] + grid_y[:, None, None] * freqs[None, None, :, 1]
     x = jnp.sin((x + phases[None, None, :]) * (2 * np.pi))
     return x * amplitudes[None, None, :]
