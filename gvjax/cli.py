@@ -419,7 +419,7 @@ def render(
     start: float = typer.Option(0.0, help="Start of the rendered range in the song, seconds."),
     duration: Optional[float] = typer.Option(None, help="Length of the rendered range, seconds (default: to the end)."),
     size: Optional[str] = typer.Option(None, help="Output WxH; a frame of another shape than the model's is filled as --fill says."),
-    fill: str = typer.Option("auto", help="How --size of another shape is filled: widen (the model itself draws the wider/taller frame), crop (scaled to cover, centre-cropped), pad (centred, black around), auto (widen where the model can, else pad). Without --scale, widen scales the model to the frame's shorter side, crop to its longer side."),
+    fill: str = typer.Option("auto", help="How --size of another shape is filled: widen (the model itself draws the wider/taller frame), crop (scaled to cover, centre-cropped), pad (centred, black around), auto (widen where the model can, else pad). Without --scale, widen scales the model to about the frame's shorter side, crop to its longer side."),
     scale: int = typer.Option(1, help="Upscale the model's output by this whole factor (Lanczos-3), e.g. 4 for a 64x64 model. Left out: 1, for the demo a 256-pixel side, with --size and --fill widen/crop what fits the frame."),
     batch: int = typer.Option(8, help="Frames per compiled step (at most the frames rendered)."),
     crf: int = typer.Option(18, help="H.264 quality (0..51, lower is better)."),

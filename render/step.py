@@ -71,10 +71,23 @@ def resolve_fill(fill: str, config: Any, size: tuple[int, int] | None) -> str:
 
 
 def fill_scale(fill: str, resolution: int, size: tuple[int, int]) -> int:
-    """The `--scale` a fill takes when none is given: 'widen' scales the model's side to the frame's
-    shorter side, 'crop' to its longer side (so the square covers it), 'pad' keeps 1."""
-    side = {"widen": min(size), "crop": max(size)}.get(fill)
-    return 1 if side is None else max(1, min(16, -(-side // resolution)))
+    """The `--scale` a fill takes when none is given: 'crop' scales the model's side up to the
+    frame's longer side (so the square covers it), 'pad' keeps 1, and 'widen' takes the whole factor
+    just below or just above the frame's shorter side, whichever draws the fewest pixels that the
+    crop then cuts (a 1024 model at 1920x1080: 1, drawing 1280 x 2048, not 2, drawing 2048 x 2048)."""
+    if fill == "crop":
+        return max(1, min(16, -(-max(size) // resolution)))
+    if fill != "widen":
+        return 1
+    width, height = size
+    short = min(size)
+    candidates = sorted({max(1, min(16, short // resolution)), max(1, min(16, -(-short // resolution)))}, reverse=True)
+
+    def drawn(scale):
+        rows, cols = widen_canvas(resolution, scale, width, height)
+        return (resolution * scale) ** 2 * rows * cols
+
+    return min(candidates, key=drawn)  # ties: the larger scale (fewer pixels to synthesise)
 
 
 def widen_canvas(resolution: int, scale: int, width: int, height: int) -> tuple[int, int]:
@@ -101,7 +114,7 @@ class FrameSpec:
     fps: float = 30.0
     warps: tuple[WarpSpec, ...] = ()
     scale: int = 1
-    canvas: tuple[int, int] = (4, 4)  # the generator's constant input, rows x cols (see widen_canvas)
+    canvas: tuple[int, int] = (4, 4)  # rows x cols in quarters of the square (StyleGAN2: its constant input; see widen_canvas)
 
 
 def check_preview(config: Any, preview_res: int | None) -> int | None:

@@ -9,7 +9,7 @@ is StyleGAN2's (`gvjax.model.MappingNetwork`), with StyleGAN3's defaults (2 laye
 
 Synthesis is a sequence of *stages* (`stage_names`): the Fourier-feature `input`, then layers
 `L0 ... L{num_layers}`, the last of which is ToRGB. Stage i reads `ws[i]` (no sharing between layers).
-`run_layers` runs a range of stages on a carry (the feature map `[size, size, C]`), so synthesis can be
+`run_layers` runs a range of stages on a carry (the feature map `[*shape, C]`), so synthesis can be
 cut anywhere. The `transform` of the input is an explicit `[3, 3]` argument per example.
 
 A wider or taller `canvas` (render's --fill widen) samples the input's Fourier features over a wider
@@ -196,8 +196,10 @@ def canvas_extra(rates: np.ndarray, cells: int) -> np.ndarray:
     """Pixels each layer adds along an axis of `cells` (4: the square) quarters of the square's
     extent: `rate * (cells - 4) / 4`, checked whole and even (half on each side, so the square's
     samples stay where they are); else a GvjaxError."""
+    if cells < 4:
+        raise GvjaxError(f"a StyleGAN3 canvas of {cells}/4 of the square is narrower than the square: it only widens")
     extra = rates * (cells - 4) / 4
-    if cells < 4 or not np.all(extra == np.rint(extra)) or np.any(np.rint(extra) % 2):
+    if not np.all(extra == np.rint(extra)) or np.any(np.rint(extra) % 2):
         raise GvjaxError(f"a StyleGAN3 canvas of {cells}/4 of the square: its sampling rates {sorted(set(rates.astype(int).tolist()))} "
                          "do not widen by a whole, even number of pixels")
     return np.rint(extra).astype(int)
@@ -440,7 +442,7 @@ class SynthesisNetwork(nn.Module):
 
         Stage 0 (the input) starts from nothing (`carry` must be None) and reads `transform`
         (`[3, 3]`; None: the stored one), which later stages ignore; stage i reads `ws[i]`. The carry
-        is stage `stop - 1`'s output `[size, size, C]`; after the last stage (ToRGB) it is the image,
+        is stage `stop - 1`'s output `[*out_shape, C]`; after the last stage (ToRGB) it is the image,
         `output_scale` times ToRGB's output, float32. `run_layers(ws, run_layers(ws, stop=i), start=i)`
         equals `run_layers(ws)`.
         """
@@ -458,7 +460,7 @@ class SynthesisNetwork(nn.Module):
         return x
 
     def __call__(self, ws, *, transform=None):
-        """`ws [num_ws, w_dim]`, `transform [3, 3]` or None -> image `[R, R, img_channels]` float32."""
+        """`ws [num_ws, w_dim]`, `transform [3, 3]` or None -> image `[R * rows / 4, R * cols / 4, img_channels]` (`[R, R, C]` on the square canvas) float32."""
         return self.run_layers(ws, transform=transform)
 
 
@@ -482,7 +484,7 @@ class Generator(nn.Module):
         return self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
 
     def synthesize(self, ws, *, transform=None, noise_mode="const", noise_key=None):
-        """`ws [num_ws, w_dim]`, `transform [3, 3]` -> image `[R, R, C]`. StyleGAN3 has no noise:
+        """`ws [num_ws, w_dim]`, `transform [3, 3]` -> image `[R * rows / 4, R * cols / 4, C]`. StyleGAN3 has no noise:
         `noise_mode` is checked and ignored (as NVIDIA's), `noise_key` unused."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"unknown noise_mode {noise_mode!r}; expected one of {NOISE_MODES}")
@@ -494,7 +496,7 @@ class Generator(nn.Module):
 
     def run_stages(self, ws, carry=None, *, start: int = 0, stop: int | None = None, noise_mode="const", noise_key=None, transform=None):
         """The family-neutral cut (see `gvjax.models`): `carry = {'x': features, 'img': image or None}`
-        (None before stage 0); after the last stage `carry['img']` is the image `[R, R, C]`.
+        (None before stage 0); after the last stage `carry['img']` is the image `[R * rows / 4, R * cols / 4, C]`.
         `transform [3, 3]` is the input's (None: the stored one); StyleGAN3 has no noise."""
         n = len(stage_names(self.config))
         stop = n if stop is None else stop
@@ -502,7 +504,7 @@ class Generator(nn.Module):
         return {"x": x, "img": x if stop == n else None}
 
     def __call__(self, z, c=None, *, truncation_psi=1.0, truncation_cutoff=None, transform=None, noise_mode="const", noise_key=None):
-        """`z [z_dim]`, `c [c_dim]` -> image `[R, R, C]`."""
+        """`z [z_dim]`, `c [c_dim]` -> image `[R * rows / 4, R * cols / 4, C]`."""
         ws = self.map(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesize(ws, transform=transform, noise_mode=noise_mode)
 
