@@ -107,7 +107,8 @@ def test_a_wider_stylegan3_canvas_shows_more_of_the_same_plane(name, canvases):
         return np.asarray(compiled[canvas](ckpt.variables, z, transform))
 
     square = image((4, 4))
-    np.testing.assert_array_equal(image(), square)
+    if name == "sg3t_micro":  # the default canvas is the square (one compile more: T only)
+        np.testing.assert_array_equal(image(), square)
     spread, m = float(square.std()), res // 4
 
     def error(a, b):

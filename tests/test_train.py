@@ -292,7 +292,7 @@ def test_bundled_training_record_adds_a_stage(tmp_path):
 
 
 def test_a_widened_generator_draws_the_same_images():
-    """`bundled_config.widen_generator`: more channels at 16 and 32 px (channel_base 256 -> 512),
+    """`bundled_config.widen_generator`: more channels at 8 and 16 px (channel_base 128 -> 256),
     the old entries kept, the new ones fresh; images equal within float32 rounding (demodulated
     convs ignore the smaller weight gain; ToRGB's old weights are rescaled), shapes those of the
     wide config, and the new channels' own weights fresh (not zero), so training can use them."""
@@ -304,8 +304,8 @@ def test_a_widened_generator_draws_the_same_images():
     from gvjax.model import Generator, init_variables, variable_shapes
     from gvjax.train.bundled_config import widen_generator
 
-    narrow = GeneratorConfig(z_dim=32, w_dim=32, img_resolution=32, mapping_layers=2, channel_base=256, channel_max=32, architecture="skip")
-    wide = dataclasses.replace(narrow, channel_base=512)
+    narrow = GeneratorConfig(z_dim=32, w_dim=32, img_resolution=16, mapping_layers=2, channel_base=128, channel_max=32, architecture="skip")
+    wide = dataclasses.replace(narrow, channel_base=256)
     variables = jax.device_get(init_variables(narrow, jax.random.key(0)))
     # a trained-looking generator: biases and ToRGB far from their init, so a wrong rescale would show
     variables = jax.tree.map(lambda x: x + 0.3 * np.random.default_rng(1).standard_normal(x.shape).astype(x.dtype), variables)
@@ -318,12 +318,12 @@ def test_a_widened_generator_draws_the_same_images():
 
     before, after = images(narrow, variables), images(wide, widened)
     assert np.abs(after - before).max() < 1e-5 * max(1.0, np.abs(before).max())
-    conv = flatten_dict(widened["params"], sep=".")["synthesis.b32.conv1.weight"]  # [16, 16, 3, 3], was [8, 8, 3, 3]
-    old = flatten_dict(variables["params"], sep=".")["synthesis.b32.conv1.weight"]
+    conv = flatten_dict(widened["params"], sep=".")["synthesis.b16.conv1.weight"]  # [16, 16, 3, 3], was [8, 8, 3, 3]
+    old = flatten_dict(variables["params"], sep=".")["synthesis.b16.conv1.weight"]
     np.testing.assert_array_equal(conv[:8, :8], old)
     assert (conv[:8, 8:] == 0).all() and np.abs(conv[8:]).min() > 0  # new inputs silent for old outputs; new outputs fresh
-    torgb = flatten_dict(widened["params"], sep=".")["synthesis.b32.torgb.weight"]
-    np.testing.assert_allclose(torgb[:, :8], flatten_dict(variables["params"], sep=".")["synthesis.b32.torgb.weight"] * np.sqrt(2), rtol=1e-6)
+    torgb = flatten_dict(widened["params"], sep=".")["synthesis.b16.torgb.weight"]
+    np.testing.assert_allclose(torgb[:, :8], flatten_dict(variables["params"], sep=".")["synthesis.b16.torgb.weight"] * np.sqrt(2), rtol=1e-6)
     with pytest.raises(ValueError, match="only in channel_base"):
         widen_generator(variables, narrow, dataclasses.replace(wide, w_dim=64), jax.random.key(7))
 
