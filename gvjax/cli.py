@@ -675,7 +675,9 @@ def _run(argv: list[str] | None) -> int:
         if "RESOURCE_EXHAUSTED" in str(e):  # XLA's out-of-memory
             typer.echo("error: the device ran out of memory (try a smaller --batch or --size)", err=True)
             return 2
-        raise
+        if not isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
+            raise
+        code = 130  # Ctrl-C landed inside C code that called back into Python ("returned a result with an exception set")
     if code == 130:  # typer turns Ctrl-C (and SIGTERM, below) into exit code 130
         typer.echo("interrupted", err=True)
     return code or 0

@@ -13,7 +13,7 @@ import numpy as np
 
 from gvjax import models
 from gvjax.config import GeneratorConfig, check_seed
-from gvjax.errors import GvjaxError, check_interrupt
+from gvjax.errors import GvjaxError, check_interrupt, interrupts_between_batches
 from gvjax.model import NOISE_MODES, modconv_for_batch, with_arranged_kernels
 
 
@@ -156,19 +156,20 @@ def write_images(
     outdir = pathlib.Path(outdir)
     created, written = False, []
     try:
-        for seed, img in generate_images(config, variables, seeds, **options):
-            if not outdir.exists():
-                try:
-                    outdir.mkdir(parents=False)
-                except OSError as e:
-                    raise OutputError(f"cannot create {outdir}: {os_error_message(e, outdir)}") from None
-                created = True
-            write_png(outdir / f"seed{seed:04d}.png", to_uint8(img))
-            written.append(outdir / f"seed{seed:04d}.png")
-            if npy:
-                with atomic_output(outdir / f"seed{seed:04d}.npy", suffix=".npy") as tmp:
-                    np.save(tmp, img.astype(np.float32))
-                written.append(outdir / f"seed{seed:04d}.npy")
+        with interrupts_between_batches():
+            for seed, img in generate_images(config, variables, seeds, **options):
+                if not outdir.exists():
+                    try:
+                        outdir.mkdir(parents=False)
+                    except OSError as e:
+                        raise OutputError(f"cannot create {outdir}: {os_error_message(e, outdir)}") from None
+                    created = True
+                write_png(outdir / f"seed{seed:04d}.png", to_uint8(img))
+                written.append(outdir / f"seed{seed:04d}.png")
+                if npy:
+                    with atomic_output(outdir / f"seed{seed:04d}.npy", suffix=".npy") as tmp:
+                        np.save(tmp, img.astype(np.float32))
+                    written.append(outdir / f"seed{seed:04d}.npy")
     except BaseException:
         for path in written:
             remove(path)

@@ -21,7 +21,7 @@ import numpy as np
 from gvjax.audio import audio_duration, compute_features, peak_gain
 from gvjax.checkpoint import Checkpoint
 from gvjax.distributed import ProcessLost, gather_bytes, process_range, sync
-from gvjax.errors import GvjaxError, check_interrupt
+from gvjax.errors import GvjaxError, check_interrupt, interrupts_between_batches
 from gvjax.generate import label_vector
 from gvjax import models
 from gvjax.precision import describe as describe_precision, jax_dtype
@@ -461,16 +461,17 @@ def render_video(
         bar = Progress(stop_frame - shown_from, progress and primary)
         try:
             try:
-                for first, frames, n in (job.batches(start=warm_start, stop=stop_frame) if start_frame < stop_frame else ()):
-                    if t_warm is None:
-                        jax.block_until_ready(frames)
-                        t_warm = time.perf_counter()
-                    skip = max(0, start_frame - first)
-                    if skip < n:
-                        writer.write(np.asarray(frames)[skip:n])
-                    bar.update(first + n - shown_from)
-                    if on_batch:
-                        on_batch(first + n)
+                with interrupts_between_batches():  # Ctrl-C stops at a batch boundary, never inside jax
+                    for first, frames, n in (job.batches(start=warm_start, stop=stop_frame) if start_frame < stop_frame else ()):
+                        if t_warm is None:
+                            jax.block_until_ready(frames)
+                            t_warm = time.perf_counter()
+                        skip = max(0, start_frame - first)
+                        if skip < n:
+                            writer.write(np.asarray(frames)[skip:n])
+                        bar.update(first + n - shown_from)
+                        if on_batch:
+                            on_batch(first + n)
             except KeyboardInterrupt:
                 if nproc > 1:  # a part of a multi-process render cannot stand alone
                     failed = True

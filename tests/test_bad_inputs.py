@@ -543,6 +543,56 @@ def test_an_interrupt_raised_in_a_callback_still_stops_the_command():
     assert r.stderr == "", r.stderr  # nothing printed about an ignored exception
 
 
+
+SIGNALS_BETWEEN_BATCHES = """
+import os, signal
+from gvjax.cli import handle_interrupts
+from gvjax.errors import check_interrupt, interrupts_between_batches
+handle_interrupts()
+seen = []
+for sig in (signal.SIGINT, signal.SIGTERM):
+    try:
+        with interrupts_between_batches():
+            for batch in range(5):
+                check_interrupt()
+                if batch == 1:
+                    os.kill(os.getpid(), sig)  # delivered here, inside the batch
+                    seen.append(f"batch {batch} finished")
+    except KeyboardInterrupt:
+        seen.append(f"stopped before batch {batch}")
+try:  # a second signal while the first is pending stops at once
+    with interrupts_between_batches():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        seen.append("not reached")
+except KeyboardInterrupt:
+    seen.append("second: at once")
+try:  # one that arrives after the last batch's check is raised when the loop ends
+    with interrupts_between_batches():
+        os.kill(os.getpid(), signal.SIGTERM)
+        seen.append("loop ended")
+except KeyboardInterrupt:
+    seen.append("raised at the end")
+check_interrupt()  # nothing left pending
+try:  # outside, the CLI's handlers are back: SIGTERM raises where it lands
+    os.kill(os.getpid(), signal.SIGTERM)
+    seen.append("not reached")
+except KeyboardInterrupt:
+    seen.append("outside: at once")
+print("; ".join(seen))
+"""
+
+
+def test_signals_inside_a_loop_stop_it_between_batches():
+    """Ctrl-C or SIGTERM inside a command's loop finishes the batch and stops before the next
+    (a KeyboardInterrupt raised inside jax's C callbacks can turn into a SystemError or be lost)."""
+    r = subprocess.run([sys.executable, "-c", SIGNALS_BETWEEN_BATCHES], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == (
+        "batch 1 finished; stopped before batch 2; batch 1 finished; stopped before batch 2; "
+        "second: at once; loop ended; raised at the end; outside: at once"
+    ), (r.stdout, r.stderr)
+    assert r.stderr == "", r.stderr
+
 @pytest.mark.slow
 def test_float_audio_far_beyond_full_scale_renders(world):
     """A float wav peaking at 1e30 is analysed and muxed at full scale (no NaN, no stalled encoder)."""

@@ -30,7 +30,7 @@ import pathlib
 
 import numpy as np
 
-from gvjax.errors import GvjaxError, check_interrupt
+from gvjax.errors import GvjaxError, check_interrupt, interrupts_between_batches
 from gvjax.outputs import atomic_output, check_writable_dir
 
 SUPERSAMPLE = 3
@@ -496,12 +496,13 @@ def write_fruit_dataset(
     check_writable_dir(out.absolute().parent)
     with atomic_output(out, directory=True) as tmp:  # an empty `out` is replaced; a failure leaves nothing
         kinds_per_image = {}
-        for i in range(count):
-            check_interrupt()
-            img, kinds = fruit_image(resolution, seed, i)
-            write_png(tmp / f"fruit{i:06d}.png", img)
-            if labels:
-                kinds_per_image[f"fruit{i:06d}.png"] = kinds
+        with interrupts_between_batches():
+            for i in range(count):
+                check_interrupt()
+                img, kinds = fruit_image(resolution, seed, i)
+                write_png(tmp / f"fruit{i:06d}.png", img)
+                if labels:
+                    kinds_per_image[f"fruit{i:06d}.png"] = kinds
         if labels:
             (tmp / LABELS_FILE).write_text(json.dumps(fruit_labels(kinds_per_image)) + "\n")
     return out

@@ -35,7 +35,7 @@ from gvjax import models
 from gvjax.checkpoint import save_checkpoint
 from gvjax.distributed import global_mesh, peers_guard, put_global, sync, to_host
 from gvjax.discriminator import DiscriminatorConfig, d_variable_shapes, init_d_variables, load_gvjax_discriminator
-from gvjax.errors import GvjaxError, check_interrupt
+from gvjax.errors import GvjaxError, check_interrupt, interrupts_between_batches
 from gvjax.generate import z_for_seed
 from gvjax.images import image_grid, to_uint8, write_png
 from gvjax.train.config import TrainConfig, model_kind
@@ -361,7 +361,8 @@ def train(
     t_steps = None
     log_file = open(run_dir / LOG_FILE, "a") if primary else None
     try:
-        with peers_guard("while training"), Prefetcher(dataset, config.seed, config.batch, step0) as prefetch:
+        with peers_guard("while training"), Prefetcher(dataset, config.seed, config.batch, step0) as prefetch, \
+                interrupts_between_batches():  # Ctrl-C and SIGTERM stop between steps, never inside jax
             for step in range(step0, total):
                 check_interrupt()
                 s, images = prefetch.next()
