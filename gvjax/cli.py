@@ -613,7 +613,7 @@ def train(
     result = run_training(data, out, config, start, resume=resume, kimg=kimg if resume else None, log=typer.echo)
     wrote = f"process 0 wrote {result.model}" if process_id else f"wrote {result.model}"
     typer.echo(
-        f"{f'process {process_id}: ' if process_id else ''}trained {result.steps} steps ({result.kimg:g} kimg) in {result.seconds:.0f}s, "
+        f"{f'process {process_id}: ' if process_id else ''}trained {result.steps} step{'' if result.steps == 1 else 's'} ({result.kimg:g} kimg) in {result.seconds:.0f}s, "
         f"{result.images_per_second:.1f} images/s; {wrote}"
     )
 

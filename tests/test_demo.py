@@ -61,7 +61,7 @@ def test_demo_warps_act_in_its_second_act(tmp_path):
 def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(tmp_path):
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gvjax", "render", "--demo", "--duration", "2", "--fps", "8", "-o", tmp_path / "t.mp4"],
+        [sys.executable, "-m", "gvjax", "render", "--demo", "--duration", "1", "--fps", "8", "--scale", "1", "-o", tmp_path / "t.mp4"],
         stdin=slave, stdout=slave, stderr=slave, close_fds=True,
     )
     os.close(slave)
@@ -76,13 +76,13 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(tmp_path):
         seen += chunk
     assert proc.wait(timeout=120) == 0, seen[-2000:]
     text = seen.decode("utf-8", "replace")
-    assert "━" in text and "16/16" in text and "frames/s" in text and "ETA" in text  # rich's bar, count, speed, ETA
+    assert "━" in text and "8/8" in text and "frames/s" in text and "ETA" in text  # rich's bar, count, speed, ETA
 
-    r = subprocess.run([sys.executable, "-m", "gvjax", "render", "--demo", "--duration", "2", "--fps", "8", "-o", tmp_path / "p.mp4"],
+    r = subprocess.run([sys.executable, "-m", "gvjax", "render", "--demo", "--duration", "1", "--fps", "8", "--scale", "1", "-o", tmp_path / "p.mp4"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "━" not in r.stderr and "\x1b[" not in r.stderr  # no bar and no escape codes in a pipe or a log
-    assert r.stderr.strip().splitlines()[-1].startswith("render 16/16 frames")
+    assert r.stderr.strip().splitlines()[-1].startswith("render 8/8 frames")
 
 
 def test_render_song_api(tmp_path):

@@ -29,15 +29,19 @@ def test_mapping_and_truncation(nvidia_fixture):
     assert_close(mapping_fn(gen, variables, 0.7, 4)(e["z"], e["c"]), e["ws_psi07_cutoff4"], "ws_psi07_cutoff4")
 
 
+# The three conv choices, two values each, in 4 runs that hold every pair of values (a pairwise
+# covering array); each fixture runs all 4, so each conv path meets each architecture.
+CONV_PATHS = [("grouped", False, False), ("grouped", True, True), ("shared", True, False), ("shared", False, True)]
+
+
 @pytest.mark.parametrize(
-    "arranged, winograd",
-    [(False, False), (True, False), (False, True), (True, True)],
-    ids=["direct-in-call", "direct-arranged", "winograd-in-call", "winograd-arranged"],
+    "modconv, arranged, winograd", CONV_PATHS,
+    ids=[f"{m}-{'winograd' if w else 'direct'}-{'arranged' if a else 'in-call'}" for m, a, w in CONV_PATHS],
 )
-@pytest.mark.parametrize("modconv", ["grouped", "shared"])
 def test_images(nvidia_fixture, modconv, arranged, winograd):
-    """Every conv path: kernels arranged in the call (training) or once (inference), 3x3 convs
-    direct or Winograd F(2x2, 3x3) (forced on every 3x3 same-resolution conv, b4 included)."""
+    """Every conv path: grouped or shared modulated convolution, kernels arranged in the call
+    (training) or once (inference), 3x3 convs direct or Winograd F(2x2, 3x3) (forced on every
+    3x3 same-resolution conv, b4 included)."""
     gen, variables, e = setup(nvidia_fixture, modconv, winograd)
     if arranged:  # the conv kernels arranged once, as render and generate run
         variables = with_arranged_kernels(gen, variables)
