@@ -23,6 +23,12 @@ TINY_CONFIG = GeneratorConfig(
     conv_clamp=256,
 )
 
+# The quick check's train part: the same code at 32x32 (blocks 4..32), half the compile of TINY_CONFIG.
+TINY_TRAIN_CONFIG = GeneratorConfig(
+    z_dim=32, w_dim=32, img_resolution=32, mapping_layers=2, channel_base=256, channel_max=32, architecture="skip",
+    conv_clamp=256,
+)
+
 
 # StyleGAN3 as NVlabs/stylegan3 train.py builds it: z_dim = w_dim = 512, 2 mapping layers, --cbase
 # 32768 and --cmax 512 (its defaults); --cfg=stylegan3-r also sets conv_kernel=1 and

@@ -91,7 +91,7 @@ FULL = Plan(
 )
 QUICK = Plan(
     model="TINY_CONFIG", batches=(2,), seconds=0.05, song_seconds=2.0, render_size=(128, 72), render_scale=2,
-    render_batch=4, fps=30.0, train_model="TINY_CONFIG", train_batch=2, train_cycles=1, train_pl_weight=0.0,
+    render_batch=4, fps=30.0, train_model="TINY_TRAIN_CONFIG", train_batch=2, train_cycles=1, train_pl_weight=0.0,
     train_r1_gamma=0.0, train_augment=(), parity_tests=(
         "tests/test_generator_parity.py::test_mapping_and_truncation[ada_micro_skip]",
         "tests/test_discriminator_parity.py::test_param_counts_match_nvidia",
