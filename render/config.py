@@ -14,6 +14,7 @@ from gvjax.precision import DTYPES
 
 SPLINE_ALPHAS = {"uniform": 0.0, "centripetal": 0.5}
 MAX_SIDE = 8192  # pixels a side of the video (H.264 level 6.2 allows 8192x4320)
+MAX_SCALE = 16  # the largest --scale (whole upscaling factor of the model's image)
 
 
 FILLS = ("auto", "widen", "crop", "pad")
@@ -114,8 +115,8 @@ class RenderConfig:
             object.__setattr__(self, "size", (w, h))
         if self.fill not in FILLS:
             bad(f"--fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
-        if not (isinstance(self.scale, int) and 1 <= self.scale <= 16):
-            bad(f"--scale must be a whole number from 1 to 16, got {self.scale}")
+        if not (isinstance(self.scale, int) and 1 <= self.scale <= MAX_SCALE):
+            bad(f"--scale must be a whole number from 1 to {MAX_SCALE}, got {self.scale}")
         if not 0 <= self.crf <= 51:
             bad(f"--crf must be in 0..51, got {self.crf}")
         if self.noise_mode not in NOISE_MODES:

@@ -21,6 +21,7 @@ from gvjax import models
 from gvjax.distributed import local_mesh
 from gvjax.errors import GvjaxError
 from gvjax.model import modconv_for_batch, with_arranged_kernels
+from gvjax.render.config import MAX_SCALE
 from gvjax.spline import sample_spline
 from gvjax.warps import WarpSpec, apply_warp, camera_transforms, slitscan_batch, slitscan_history
 
@@ -75,13 +76,16 @@ def fill_scale(fill: str, resolution: int, size: tuple[int, int]) -> int:
     frame's longer side (so the square covers it), 'pad' keeps 1, and 'widen' takes the whole factor
     just below or just above the frame's shorter side, whichever draws the fewest pixels that the
     crop then cuts (a 1024 model at 1920x1080: 1, drawing 1280 x 2048, not 2, drawing 2048 x 2048)."""
+    def whole(scale: int) -> int:  # a --scale the CLI accepts: 1..MAX_SCALE
+        return max(1, min(MAX_SCALE, scale))
+
     if fill == "crop":
-        return max(1, min(16, -(-max(size) // resolution)))
+        return whole(-(-max(size) // resolution))
     if fill != "widen":
         return 1
     width, height = size
     short = min(size)
-    candidates = sorted({max(1, min(16, short // resolution)), max(1, min(16, -(-short // resolution)))}, reverse=True)
+    candidates = sorted({whole(short // resolution), whole(-(-short // resolution))}, reverse=True)
 
     def drawn(scale):
         rows, cols = widen_canvas(resolution, scale, width, height)

@@ -292,7 +292,7 @@ def test_bundled_training_record_adds_a_stage(tmp_path):
 
 
 def test_a_widened_generator_draws_the_same_images():
-    """`bundled_config.widen_generator`: more channels at 8 and 16 px (channel_base 128 -> 256),
+    """`gvjax.model.widen_generator`: more channels at 8 and 16 px (channel_base 128 -> 256),
     the old entries kept, the new ones fresh; images equal within float32 rounding (demodulated
     convs ignore the smaller weight gain; ToRGB's old weights are rescaled), shapes those of the
     wide config, and the new channels' own weights fresh (not zero), so training can use them."""
@@ -302,7 +302,7 @@ def test_a_widened_generator_draws_the_same_images():
 
     from gvjax.config import GeneratorConfig
     from gvjax.model import Generator, init_variables, variable_shapes
-    from gvjax.train.bundled_config import widen_generator
+    from gvjax.model import widen_generator
 
     narrow = GeneratorConfig(z_dim=32, w_dim=32, img_resolution=16, mapping_layers=2, channel_base=128, channel_max=32, architecture="skip")
     wide = dataclasses.replace(narrow, channel_base=256)

@@ -40,7 +40,7 @@ with P its record's `final_augment_p` (a fresh Adam; exact resume needs the run 
 Stage 3's model sits at the capacity of this config (16 channels at 64 px, 0.8 M parameters): a
 further 120 kimg on 100000 fresh images (`--seed 3`), at `--lr 0.0015 --ema-kimg 20`, scored
 61.5-64.2% confident against stage 3's 60.4-64.0%, grapes still missing. The next stage therefore
-starts from a wider generator that draws the same images (`widen_generator`: channel_base 2048,
+starts from a wider generator that draws the same images (`gvjax.model.widen_generator`: channel_base 2048,
 twice the channels at 16, 32 and 64 px, new channels without influence until trained):
 
     python -m gvjax.train.bundled_config widen bundled wide64 --channel-base 2048
@@ -90,59 +90,9 @@ def write_init(path: str) -> pathlib.Path:
     return save_checkpoint(path, BUNDLED_TRAIN_CONFIG, {"G_ema": variables}, provenance={"source": "random init", "seed": INIT_SEED})
 
 
-def widen_generator(variables: dict, config: GeneratorConfig, wide: GeneratorConfig, key) -> dict:
-    """StyleGAN2 generator variables of `config` -> variables of `wide` (more channels at some
-    resolutions, all else equal) that draw the same images ("Net2Wider").
-
-    Each parameter keeps its old entries. The entries `wide` adds take NVIDIA's fresh init (from
-    `key`), except that a conv's or ToRGB's weights from a new input channel to an old output
-    channel are zero: the new channels start without influence on the image and learn it in training.
-    Modulated convs are demodulated per output channel, so the smaller weight gain of a wider input
-    (`1 / sqrt(fan_in)`) changes nothing; ToRGB is not, so its old weights are multiplied by
-    `sqrt(new fan_in / old fan_in)`. Buffers (w_avg, noise maps) must not change shape.
-
-    Args:
-      variables: `{'params', 'buffers'}` of a generator of `config`.
-      config, wide: the two configs; `wide` may differ only in `channel_base` / `channel_max`.
-      key: PRNG key of the new entries.
-    """
-    import dataclasses
-
-    import jax
-    from flax.traverse_util import unflatten_dict
-
-    from gvjax.model import init_variables
-
-    if dataclasses.replace(wide, channel_base=config.channel_base, channel_max=config.channel_max) != config:
-        raise ValueError("widen: the configs may differ only in channel_base and channel_max")
-    fresh = jax.device_get(init_variables(wide, key))
-    out = {}
-    for collection in ("params", "buffers"):
-        old, new = flatten_dict(variables[collection]), flatten_dict(fresh[collection])
-        if set(old) != set(new):
-            raise ValueError(f"widen: the {collection} of the two configs differ in names")
-        widened = {}
-        for name, value in old.items():
-            value, target = np.asarray(value, np.float32), np.array(new[name], np.float32)
-            if value.shape == target.shape:
-                widened[name] = value
-                continue
-            if collection != "params" or value.ndim != target.ndim or any(a > b for a, b in zip(value.shape, target.shape)):
-                raise ValueError(f"widen: {'.'.join(name)} cannot go from {value.shape} to {target.shape}")
-            if name[-1] == "weight" and value.ndim == 4:  # conv / ToRGB [out, in, k, k]
-                o, i = value.shape[:2]
-                if "torgb" in name:
-                    value = value * np.sqrt(target.shape[1] / i)
-                target[:o, i:] = 0.0
-            target[tuple(slice(0, n) for n in value.shape)] = value
-            widened[name] = target
-        out[collection] = unflatten_dict(widened)
-    return out
-
-
 def write_widened(model: str, out: str, channel_base: int, channel_max: int | None = None, seed: int = 0) -> pathlib.Path:
     """A gvjax checkpoint of `model` (a model spec: 'bundled' or a checkpoint directory) with its
-    G_ema widened to `channel_base` (and `channel_max`) by `widen_generator`; its D, provenance and
+    G_ema widened to `channel_base` (and `channel_max`) by `gvjax.model.widen_generator`; its D, provenance and
     training record carry over, so `gvjax train --from OUT` continues the GAN game."""
     import dataclasses
 
@@ -150,6 +100,7 @@ def write_widened(model: str, out: str, channel_base: int, channel_max: int | No
 
     from gvjax.bundled import BUNDLED_NAME, bundled_model
     from gvjax.checkpoint import load_checkpoint, save_checkpoint
+    from gvjax.model import widen_generator
 
     ckpt = bundled_model() if model == BUNDLED_NAME else load_checkpoint(model, ("G_ema", "D"))
     wide = dataclasses.replace(ckpt.config, channel_base=channel_base, channel_max=channel_max or ckpt.config.channel_max)
