@@ -46,9 +46,9 @@ def test_split_lets_features_be_changed(nvidia_fixture):
     """Changing x at the cut changes the image (the resumed blocks really use the given x)."""
     gen, variables, e = fixture_generator(nvidia_fixture)
     ws = jnp.asarray(e["ws"][0])
-    x, img = run_blocks(gen, variables, ws, upto_res=16)
-    _, a = run_blocks(gen, variables, ws, x, img, after_res=16)
-    _, b = run_blocks(gen, variables, ws, jnp.flip(x, axis=1), img, after_res=16)
+    x, img = jax.jit(lambda ws: run_blocks(gen, variables, ws, upto_res=16))(ws)
+    rest = jax.jit(lambda ws, x, img: run_blocks(gen, variables, ws, x, img, after_res=16)[1])
+    a, b = rest(ws, x, img), rest(ws, jnp.flip(x, axis=1), img)
     assert float(jnp.abs(a - b).max()) > 1e-2
 
 
@@ -106,8 +106,8 @@ def test_bfloat16_compute_keeps_float32_params_and_is_close(nvidia_fixture):
     gen32, variables, e = fixture_generator(nvidia_fixture)
     gen16, _, _ = fixture_generator(nvidia_fixture, dtype=jnp.bfloat16)
     ws = jnp.asarray(e["ws"])
-    f32 = jax.vmap(lambda w: synthesize(gen32, variables, w))(ws)
-    bf16 = jax.vmap(lambda w: synthesize(gen16, variables, w))(ws)
+    f32 = jax.jit(jax.vmap(lambda w: synthesize(gen32, variables, w)))(ws)
+    bf16 = jax.jit(jax.vmap(lambda w: synthesize(gen16, variables, w)))(ws)
     assert bf16.dtype == jnp.float32  # images come back as float32
     assert all(x.dtype == np.float32 for x in jax.tree.leaves(variables))
     peak = float(jnp.abs(f32).max())
@@ -127,8 +127,8 @@ def test_conv_clamp_bounds_every_layer():
     ws = jax.random.normal(jax.random.key(4), (base.num_ws, base.w_dim)) * 3.0
 
     def outputs(config):
-        _, state = Generator(config).apply(variables, ws, method="synthesize", capture_intermediates=True, mutable=["intermediates"])
-        syn = state["intermediates"]["synthesis"]
+        run = jax.jit(lambda: Generator(config).apply(variables, ws, method="synthesize", capture_intermediates=True, mutable=["intermediates"]))
+        syn = run()[1]["intermediates"]["synthesis"]
         return {(b, l): np.asarray(v["__call__"][0]) for b, layers in syn.items() if b.startswith("b") for l, v in layers.items() if l in ("conv0", "conv1", "torgb", "skip")}
 
     free = outputs(base)
