@@ -7,6 +7,7 @@ cause are printed as one line on stderr with exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import sys
@@ -312,8 +313,9 @@ def _render(cfg, ckpt, song, out, *, model_spec, progress, force, inputs, timeli
 
     from gvjax.render.pipeline import render_video
 
-    with tempfile.TemporaryDirectory(prefix="gvjax-demo-") as tmp:
-        demo = song is None
+    demo = song is None
+    # a folder only for the demo track: a render killed outright (SIGKILL) cannot remove it
+    with tempfile.TemporaryDirectory(prefix="gvjax-demo-") if demo else contextlib.nullcontext() as tmp:
         if demo:
             from gvjax.demo_audio import DEMO_SR, synth_demo_track, write_wav
 

@@ -1,6 +1,7 @@
 """Segment-parallel encoding, and resuming a render killed with SIGKILL."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -75,7 +76,10 @@ def test_resume_after_sigkill_gives_the_uninterrupted_frames(tmp_path, nvidia_ch
 
     out = tmp_path / "r.mp4"
     parts = partial_dir(out)
-    proc = subprocess.Popen([sys.executable, "-m", "gvjax", *map(str, args), "-o", str(out)], stderr=subprocess.PIPE)
+    tmp = tmp_path / "tmp"  # the killed process's temporary folder: nothing may be left in it
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-m", "gvjax", *map(str, args), "-o", str(out)], stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 300
     while finished_segments(parts) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -83,7 +87,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_frames(tmp_path, nvidia_ch
     proc.wait(timeout=60)
     done_before = finished_segments(parts)
     assert 3 <= done_before < 12, done_before  # 24 s in segments of 2 s: killed mid-render
-    assert not out.exists()
+    assert not out.exists() and not list(tmp.iterdir())
     assert "--resume" in (parts / "README.txt").read_text()  # a user who finds the folder knows what it is
 
     r = run_cli(*args, "-o", out)  # without --resume: refused, the segments kept
