@@ -570,6 +570,7 @@ def train(
     pl_weight: Optional[float] = typer.Option(None, help="Path-length regularisation weight (0 disables; default 2 for StyleGAN2, 0 for StyleGAN3, which takes no other)."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate of G and D (default 0.0025; StyleGAN3's D 0.002)."),
     ema_kimg: Optional[float] = typer.Option(None, help="Half-life of G_ema in kimg (default batch * 10 / 32)."),
+    ema_rampup: float = typer.Option(0.05, help="Ramp-up of G_ema: its half-life is at most this times the images seen so far (NVIDIA's 0.05; 0: the whole --ema-kimg from the first step, for a model that is already trained)."),
     augment: str = typer.Option("xflip,translate,color,cutout", help="Augmentations, comma-separated, or 'none'."),
     ada_target: Optional[float] = typer.Option(0.6, help="ADA target of the mean sign of D's logits on reals."),
     ada_fixed: bool = typer.Option(False, "--ada-fixed", help="Keep the augmentation probability at --augment-p."),
@@ -589,6 +590,7 @@ def train(
 
     _join(coordinator, num_processes, process_id)
     _finite("--kimg", kimg, positive=True)
+    _finite("--ema-rampup", ema_rampup, low=0)
     for option, value in (("--lr", lr), ("--gamma", gamma), ("--ema-kimg", ema_kimg), ("--pl-weight", pl_weight), ("--ada-target", ada_target),
                           ("--augment-p", augment_p), ("--ada-kimg", ada_kimg), ("--snap", snap), ("--sample-kimg", sample_kimg)):
         _finite(option, value)
@@ -607,7 +609,7 @@ def train(
         names = () if augment.strip().lower() == "none" else tuple(a.strip() for a in augment.split(",") if a.strip())
         config = TrainConfig(
             batch=batch, kimg=100.0 if kimg is None else kimg, seed=seed, g_lr=lr, d_lr=lr, r1_gamma=gamma,
-            pl_weight=pl_weight, ema_kimg=ema_kimg, augment=names, augment_p=augment_p,
+            pl_weight=pl_weight, ema_kimg=ema_kimg, ema_rampup=ema_rampup or None, augment=names, augment_p=augment_p,
             ada_target=None if ada_fixed else ada_target, ada_kimg=ada_kimg, snapshot_kimg=snap,
             sample_kimg=sample_kimg, keep=keep,
         )

@@ -333,6 +333,7 @@ CASES = [
     ("train --gamma -1", ["train", "data", "--from", "ckpt", "--out", "r", "--gamma", "-1"], "--gamma must be >= 0", 2, None),
     ("train --gamma inf", ["train", "data", "--from", "ckpt", "--out", "r", "--gamma", "inf"], "--gamma must be a finite", 2, None),
     ("train --ema-kimg 0", ["train", "data", "--from", "ckpt", "--out", "r", "--ema-kimg", "0"], "--ema-kimg must be > 0", 2, None),
+    ("train --ema-rampup -1", ["train", "data", "--from", "ckpt", "--out", "r", "--ema-rampup", "-1"], "--ema-rampup must be >= 0", 2, None),
     ("train --pl-weight -2", ["train", "data", "--from", "ckpt", "--out", "r", "--pl-weight", "-2"], "--pl-weight must be >= 0", 2, None),
     ("train --seed -1", ["train", "data", "--from", "ckpt", "--out", "r", "--seed", "-1"], "[0, 2**32)", 2, None),
     ("train --augment bogus", ["train", "data", "--from", "ckpt", "--out", "r", "--augment", "bogus"], "unknown augmentation", 2, None),

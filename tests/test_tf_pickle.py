@@ -499,7 +499,8 @@ def test_train_starts_from_the_tf_pickle(tmp_path):
     r = run_cli("dataset", "fruit", tmp_path / "data", "--count", 4, "--res", 32, "--seed", 0)
     assert r.returncode == 0, r.stderr
     r = run_cli("train", tmp_path / "data", "--from", PKL, "--out", tmp_path / "run", "--kimg", 0.004, "--batch", 4, "--snap", 1,
-                "--pl-weight", 0, "--gamma", 0)  # one step, without the regularisers (their compile is most of the time)
+                "--pl-weight", 0, "--gamma", 0,  # one step, without the regularisers (their compile is most of the time)
+                "--ema-rampup", 0)  # and G_ema's whole half-life from step 0 (with the ramp-up, step 0's beta is 0)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "fresh discriminator" not in r.stderr
     step0 = ocp.StandardCheckpointer().restore((tmp_path / "run" / "checkpoints" / "0" / "default").absolute())
@@ -507,4 +508,7 @@ def test_train_starts_from_the_tf_pickle(tmp_path):
     _, d = load_discriminator(ckpt.networks["D"], ckpt.extra["D"])
     for name, want in (("G_ema", ckpt.networks["G_ema"]), ("G", ckpt.networks["G"]), ("D", d)):
         assert_same_arrays(flat(jax.tree.map(np.asarray, step0[name]["params"])), flat(want["params"]))
-    assert [row["step"] for row in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())] == [1]
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [1]
+    assert log[0]["ema_beta"] == pytest.approx(0.5 ** (4 / (4 * 10 / 32 * 1000)), rel=1e-6)  # the default half-life, batch * 10 / 32 kimg
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["ema_rampup"] is None

@@ -134,7 +134,7 @@ class TrainConfig:
         object.__setattr__(self, "seed", check_seed(self.seed, "--seed"))
         if self.batch < 1:
             raise GvjaxError(f"--batch must be >= 1, got {self.batch}")
-        for name, option in (("g_lr", "--lr"), ("d_lr", "--lr"), ("ema_kimg", "--ema-kimg"), ("ema_rampup", "ema_rampup")):
+        for name, option in (("g_lr", "--lr"), ("d_lr", "--lr"), ("ema_kimg", "--ema-kimg"), ("ema_rampup", "--ema-rampup")):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise GvjaxError(f"{option} must be > 0, got {getattr(self, name)}")
         for name, option in (("r1_gamma", "--gamma"), ("pl_weight", "--pl-weight"), ("blur_init_sigma", "blur_init_sigma"),
