@@ -260,6 +260,27 @@ def init_d_variables(config: DiscriminatorConfig, key: jax.Array) -> dict:
     return jax.jit(lambda k: d.init(k, img, c))(key)
 
 
+def widen_discriminator(variables: dict, config: DiscriminatorConfig, wide: DiscriminatorConfig, key: jax.Array) -> dict:
+    """Discriminator variables of `config` -> those of `wide` (a larger `channel_base`: more channels
+    in some blocks, the same 4x4 head) that give the same logits (`gvjax.model.widen_variables`).
+
+    Every conv is scaled by `1 / sqrt(fan_in)` at run time, so the old weights of a conv whose input
+    widens take the fan-in correction.
+
+    Args:
+      variables: `{'params'}` of a discriminator of `config`.
+      config, wide: the two configs; `wide` may differ only in `channel_base`, and must keep the
+        channels at 4x4 (the head's fully connected layers read them).
+      key: PRNG key of the new entries.
+    """
+    from gvjax.model import widen_variables
+
+    if dataclasses.replace(wide, channel_base=config.channel_base) != config or wide.channels(4) != config.channels(4):
+        raise ValueError("widen: the discriminators may differ only in channel_base, with the same channels at 4x4")
+    fresh = jax.device_get(init_d_variables(wide, key))
+    return widen_variables({"params": variables["params"]}, fresh, lambda name: True)
+
+
 def d_variable_shapes(config: DiscriminatorConfig) -> dict:
     """The tree of `jax.ShapeDtypeStruct` a discriminator of `config` has."""
     return jax.eval_shape(lambda: init_d_variables(config, jax.random.key(0)))

@@ -417,32 +417,28 @@ def init_generator(gen: nn.Module, key: jax.Array) -> dict:
     return jax.jit(lambda k: gen.init(k, z, c))(key)
 
 
-def widen_generator(variables: dict, config: GeneratorConfig, wide: GeneratorConfig, key) -> dict:
-    """StyleGAN2 generator variables of `config` -> variables of `wide` (more channels at some
-    resolutions, all else equal) that draw the same images ("Net2Wider").
+def widen_variables(variables: dict, fresh: dict, rescaled) -> dict:
+    """Variables of a network -> those of the same network with more channels ("Net2Wider"),
+    computing the same function: the shared step of `widen_generator` and
+    `gvjax.discriminator.widen_discriminator`.
 
-    Each parameter keeps its old entries. The entries `wide` adds take NVIDIA's fresh init (from
-    `key`), except that a conv's or ToRGB's weights from a new input channel to an old output
-    channel are zero: the new channels start without influence on the image and learn it in training.
-    Modulated convs are demodulated per output channel, so the smaller weight gain of a wider input
-    (`1 / sqrt(fan_in)`) changes nothing; ToRGB is not, so its old weights are multiplied by
-    `sqrt(new fan_in / old fan_in)`. Buffers (w_avg, noise maps) must not change shape.
+    Each parameter keeps its old entries; the entries the wider network adds take `fresh`'s
+    (NVIDIA's init), except that a conv's weights `[out, in, k, k]` from a new input channel to an
+    old output channel are zero, so the new channels start without influence. A conv scaled by
+    `1 / sqrt(fan_in)` at run time and not demodulated (`rescaled(name)`, name a tuple of keys) has
+    its old weights multiplied by `sqrt(new fan_in / old fan_in)`. Anything else that changes
+    shape (a buffer, a dense layer's `[out, in]` inputs) is a ValueError.
 
     Args:
-      variables: `{'params', 'buffers'}` of a generator of `config`.
-      config, wide: the two configs; `wide` may differ only in `channel_base` / `channel_max`.
-      key: PRNG key of the new entries.
+      variables: `{collection: tree}` of the narrow network.
+      fresh: the same collections, freshly initialised for the wide network.
+      rescaled: `name -> bool`, for the 4-d weights that take the fan-in correction.
     """
-    import dataclasses
-
     from flax.traverse_util import flatten_dict, unflatten_dict
 
-    if dataclasses.replace(wide, channel_base=config.channel_base, channel_max=config.channel_max) != config:
-        raise ValueError("widen: the configs may differ only in channel_base and channel_max")
-    fresh = jax.device_get(init_variables(wide, key))
     out = {}
-    for collection in ("params", "buffers"):
-        old, new = flatten_dict(variables[collection]), flatten_dict(fresh[collection])
+    for collection, tree in variables.items():
+        old, new = flatten_dict(tree), flatten_dict(fresh[collection])
         if set(old) != set(new):
             raise ValueError(f"widen: the {collection} of the two configs differ in names")
         widened = {}
@@ -451,17 +447,39 @@ def widen_generator(variables: dict, config: GeneratorConfig, wide: GeneratorCon
             if value.shape == target.shape:
                 widened[name] = value
                 continue
-            if collection != "params" or value.ndim != target.ndim or any(a > b for a, b in zip(value.shape, target.shape)):
+            grows = value.ndim == target.ndim and all(a <= b for a, b in zip(value.shape, target.shape))
+            if collection != "params" or not grows or (value.ndim == 2 and value.shape[1] != target.shape[1]):
                 raise ValueError(f"widen: {'.'.join(name)} cannot go from {value.shape} to {target.shape}")
-            if name[-1] == "weight" and value.ndim == 4:  # conv / ToRGB [out, in, k, k]
+            if name[-1] == "weight" and value.ndim == 4:  # conv [out, in, k, k]
                 o, i = value.shape[:2]
-                if "torgb" in name:
+                if rescaled(name):
                     value = value * np.sqrt(target.shape[1] / i)
                 target[:o, i:] = 0.0
             target[tuple(slice(0, n) for n in value.shape)] = value
             widened[name] = target
         out[collection] = unflatten_dict(widened)
     return out
+
+
+def widen_generator(variables: dict, config: GeneratorConfig, wide: GeneratorConfig, key) -> dict:
+    """StyleGAN2 generator variables of `config` -> variables of `wide` (more channels at some
+    resolutions, all else equal) that draw the same images (`widen_variables`).
+
+    Modulated convs are demodulated per output channel, so the smaller weight gain of a wider input
+    (`1 / sqrt(fan_in)`) changes nothing; ToRGB is not, so its old weights take the fan-in
+    correction. Buffers (w_avg, noise maps) must not change shape.
+
+    Args:
+      variables: `{'params', 'buffers'}` of a generator of `config`.
+      config, wide: the two configs; `wide` may differ only in `channel_base` / `channel_max`.
+      key: PRNG key of the new entries.
+    """
+    import dataclasses
+
+    if dataclasses.replace(wide, channel_base=config.channel_base, channel_max=config.channel_max) != config:
+        raise ValueError("widen: the configs may differ only in channel_base and channel_max")
+    fresh = jax.device_get(init_variables(wide, key))
+    return widen_variables({c: variables[c] for c in ("params", "buffers")}, fresh, lambda name: "torgb" in name)
 
 
 def with_arranged_kernels(gen: Generator, variables: dict) -> dict:

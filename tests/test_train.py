@@ -328,6 +328,36 @@ def test_a_widened_generator_draws_the_same_images():
         widen_generator(variables, narrow, dataclasses.replace(wide, w_dim=64), jax.random.key(7))
 
 
+def test_a_widened_discriminator_gives_the_same_logits():
+    """`gvjax.discriminator.widen_discriminator`: channel_base 128 -> 256 doubles the channels at
+    16 and 8 px (the 4x4 head keeps 32); logits equal within float32 rounding on trained-looking
+    weights (every conv's old weights take the fan-in correction, a wrong one would show), the
+    new channels' own weights fresh; a changed head is refused."""
+    import dataclasses
+
+    from flax.traverse_util import flatten_dict
+
+    from gvjax.discriminator import Discriminator, DiscriminatorConfig, d_variable_shapes, init_d_variables, widen_discriminator
+
+    narrow = DiscriminatorConfig(img_resolution=16, channel_base=128, channel_max=32)
+    wide = dataclasses.replace(narrow, channel_base=256)
+    assert [narrow.channels(r) for r in (16, 8, 4)] == [8, 16, 32] and [wide.channels(r) for r in (16, 8, 4)] == [16, 32, 32]
+    variables = jax.device_get(init_d_variables(narrow, jax.random.key(0)))
+    variables = jax.tree.map(lambda x: x + 0.3 * np.random.default_rng(1).standard_normal(x.shape).astype(x.dtype), variables)
+    widened = widen_discriminator(variables, narrow, wide, jax.random.key(7))
+    assert jax.tree.map(lambda x: x.shape, widened) == jax.tree.map(lambda x: x.shape, d_variable_shapes(wide))
+    img = jax.random.uniform(jax.random.key(3), (8, 16, 16, 3), minval=-1, maxval=1)
+    before = np.asarray(jax.jit(Discriminator(narrow).apply)(variables, img))
+    after = np.asarray(jax.jit(Discriminator(wide).apply)(widened, img))
+    assert np.abs(before).max() > 0.1 and np.abs(after - before).max() < 1e-5 * np.abs(before).max()
+    conv = flatten_dict(widened["params"], sep=".")["b8.conv0.weight"]  # [32, 32, 3, 3], was [16, 16, 3, 3]
+    old = flatten_dict(variables["params"], sep=".")["b8.conv0.weight"]
+    np.testing.assert_allclose(conv[:16, :16], old * np.sqrt(2), rtol=1e-6)
+    assert (conv[:16, 16:] == 0).all() and np.abs(conv[16:]).min() > 0
+    with pytest.raises(ValueError, match="same channels at 4x4"):
+        widen_discriminator(variables, narrow, dataclasses.replace(narrow, channel_base=512, channel_max=64), jax.random.key(7))
+
+
 def test_oversample_repeats_one_species(tmp_path):
     """`bundled_config oversample`: every picture once, the chosen species' `times` times (same
     bytes), labels for each; the counts it returns are those of its labels file."""

@@ -66,6 +66,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict
 
 from gvjax.config import GeneratorConfig
+from gvjax.errors import GvjaxError
 
 BUNDLED_TRAIN_CONFIG = GeneratorConfig(
     z_dim=128,
@@ -90,24 +91,47 @@ def write_init(path: str) -> pathlib.Path:
     return save_checkpoint(path, BUNDLED_TRAIN_CONFIG, {"G_ema": variables}, provenance={"source": "random init", "seed": INIT_SEED})
 
 
-def write_widened(model: str, out: str, channel_base: int, channel_max: int | None = None, seed: int = 0) -> pathlib.Path:
-    """A gvjax checkpoint of `model` (a model spec: 'bundled' or a checkpoint directory) with its
-    G_ema widened to `channel_base` (and `channel_max`) by `gvjax.model.widen_generator`; its D, provenance and
-    training record carry over, so `gvjax train --from OUT` continues the GAN game."""
+def write_widened(model: str, out: str, channel_base: int | None = None, channel_max: int | None = None, seed: int = 0,
+                  d_channel_base: int | None = None) -> pathlib.Path:
+    """A gvjax checkpoint of `model` (a model spec: 'bundled' or a checkpoint directory) whose
+    generators (G_ema, and G where the model has it) are widened to `channel_base` (and
+    `channel_max`) by `gvjax.model.widen_generator`, and whose D is widened to `d_channel_base` by
+    `gvjax.discriminator.widen_discriminator` (each only when given). The networks draw and judge as
+    before; provenance and training record carry over, so `gvjax train --from OUT` continues the GAN game."""
     import dataclasses
 
     import jax
 
     from gvjax.bundled import BUNDLED_NAME, bundled_model
-    from gvjax.checkpoint import load_checkpoint, save_checkpoint
+    from gvjax.checkpoint import load_checkpoint, read_config, save_checkpoint
+    from gvjax.discriminator import DiscriminatorConfig, widen_discriminator
     from gvjax.model import widen_generator
 
-    ckpt = bundled_model() if model == BUNDLED_NAME else load_checkpoint(model, ("G_ema", "D"))
-    wide = dataclasses.replace(ckpt.config, channel_base=channel_base, channel_max=channel_max or ckpt.config.channel_max)
-    networks = dict(ckpt.networks, G_ema=widen_generator(ckpt.variables, ckpt.config, wide, jax.random.key(seed)))
-    provenance = dict(ckpt.provenance, widened={"from": {"channel_base": ckpt.config.channel_base, "channel_max": ckpt.config.channel_max},
-                                                "seed": seed})
-    return save_checkpoint(out, wide, networks, provenance=provenance, extra=ckpt.extra)
+    if model == BUNDLED_NAME:
+        ckpt = bundled_model()
+    else:
+        present = read_config(pathlib.Path(model).absolute()).get("networks", [])
+        ckpt = load_checkpoint(model, tuple(n for n in ("G_ema", "G", "D") if n in present))
+    g_key, d_key = jax.random.split(jax.random.key(seed))
+    networks, extra, widened = dict(ckpt.networks), dict(ckpt.extra), {"seed": seed}
+    wide = ckpt.config
+    if channel_base is not None:
+        wide = dataclasses.replace(ckpt.config, channel_base=channel_base, channel_max=channel_max or ckpt.config.channel_max)
+        for name in ("G_ema", "G"):
+            if name in networks:
+                networks[name] = widen_generator(networks[name], ckpt.config, wide, g_key)
+        widened["from"] = {"channel_base": ckpt.config.channel_base, "channel_max": ckpt.config.channel_max}
+    if d_channel_base is not None:
+        info = extra.get("D") or {}
+        if "D" not in networks or info.get("format") != "gvjax":
+            raise GvjaxError(f"{model}: widening D needs a discriminator gvjax wrote")
+        d_config = DiscriminatorConfig.from_dict(info["config"])
+        d_wide = dataclasses.replace(d_config, channel_base=d_channel_base)
+        networks["D"] = widen_discriminator(networks["D"], d_config, d_wide, d_key)
+        extra["D"] = {**info, "config": d_wide.to_dict()}
+        widened["D_from"] = {"channel_base": d_config.channel_base}
+    provenance = dict(ckpt.provenance, widened=widened)
+    return save_checkpoint(out, wide, networks, provenance=provenance, extra=extra)
 
 
 def export_npz(model_dir: str, out: str, record: dict | None = None) -> pathlib.Path:
@@ -234,11 +258,12 @@ def main() -> None:
     p.add_argument("out")
     p.add_argument("--species", required=True)
     p.add_argument("--times", type=int, required=True)
-    p = sub.add_parser("widen", help="a checkpoint whose generator has more channels and draws the same images")
+    p = sub.add_parser("widen", help="a checkpoint whose generator and/or D have more channels and compute the same images and logits")
     p.add_argument("model", help="'bundled' or a gvjax checkpoint directory")
     p.add_argument("out")
-    p.add_argument("--channel-base", type=int, required=True)
-    p.add_argument("--channel-max", type=int)
+    p.add_argument("--channel-base", type=int, help="the generators' new channel_base")
+    p.add_argument("--channel-max", type=int, help="the generators' new channel_max")
+    p.add_argument("--d-channel-base", type=int, help="D's new channel_base (its 4x4 head keeps its channels)")
     p.add_argument("--seed", type=int, default=0, help="seed of the new channels' init")
     p = sub.add_parser("export", help="G_ema and D of a gvjax checkpoint -> the bundled npz")
     p.add_argument("model")
@@ -248,7 +273,7 @@ def main() -> None:
     if args.cmd == "init":
         print(write_init(args.out))
     elif args.cmd == "widen":
-        print(write_widened(args.model, args.out, args.channel_base, args.channel_max, args.seed))
+        print(write_widened(args.model, args.out, args.channel_base, args.channel_max, args.seed, args.d_channel_base))
     elif args.cmd == "oversample":
         print(json.dumps(oversample(args.data, args.out, args.species, args.times)))
     elif args.cmd == "record":
