@@ -281,6 +281,10 @@ def test_bundled_training_record_adds_a_stage(tmp_path):
     assert stage == {"kimg": 10.0, "steps": 625, "images": 20000, "final_augment_p": 62.5, "wall_seconds": 400}
     paused = stage_record(run, stopped="SIGTERM after its 10-kimg checkpoint", wall_seconds=350)
     assert paused == dict(stage, wall_seconds=350, stopped="SIGTERM after its 10-kimg checkpoint")
+    forked = stage_record(run, at_step=2, wall_seconds=5)  # the next stage started from step 2's checkpoint
+    assert forked == {"kimg": 0.032, "steps": 2, "images": 20000, "final_augment_p": 0.2, "wall_seconds": 5}
+    with pytest.raises(ValueError, match="no step 3"):
+        stage_record(run, at_step=3)
 
     first = {"batch": 16, "commands": ["a"], "kimg": 240.0, "steps": 15000, "wall_seconds": 7000, "final_augment_p": 0.28}
     two = add_stage(first, stage, ["b", "c"])  # a record from before stages were kept counts as one stage

@@ -161,7 +161,8 @@ def export_npz(model_dir: str, out: str, record: dict | None = None) -> pathlib.
     return out
 
 
-def stage_record(run_dir: str | os.PathLike, *, stopped: str | None = None, wall_seconds: int | None = None) -> dict:
+def stage_record(run_dir: str | os.PathLike, *, stopped: str | None = None, wall_seconds: int | None = None,
+                 at_step: int | None = None) -> dict:
     """One training stage, read from a finished run directory of `gvjax train`.
 
     `{kimg, steps, images, final_augment_p, wall_seconds}`: the steps and ADA p of the last line of
@@ -169,11 +170,17 @@ def stage_record(run_dir: str | os.PathLike, *, stopped: str | None = None, wall
     (`reals.png`, written before the first step) to its last checkpoint (compiling, checkpoints
     and sample grids included). `wall_seconds` replaces that where the file times overstate it (a
     paused run); `stopped` (how the stage was stopped, when not at its --kimg) is added as given.
+    `at_step`: the stage ends at that step (the checkpoint the next stage started from), and the
+    log's later lines are not part of it.
     """
     from gvjax.train.run import CHECKPOINTS, read_log, read_run_config
 
     run = pathlib.Path(run_dir)
     log, meta = read_log(run), read_run_config(run)
+    if at_step is not None:
+        if not any(row["step"] == at_step for row in log):
+            raise ValueError(f"{run}'s log has no step {at_step}")
+        log = [row for row in log if row["step"] <= at_step]
     if not log:
         raise ValueError(f"{run} has no training steps in its log")
     steps, batch = log[-1]["step"], meta["train"]["batch"]
@@ -251,6 +258,7 @@ def main() -> None:
     p.add_argument("--previous", required=True, help="the npz the stage started from, or the .json record of the stage before")
     p.add_argument("--command", action="append", default=[], help="a command of the stage, in order (repeat)")
     p.add_argument("--stopped", help="how the stage was stopped, when not at its --kimg")
+    p.add_argument("--at-step", type=int, help="the stage ends at this step (the checkpoint the next stage started from)")
     p.add_argument("--wall-seconds", type=int, help="the stage's wall time, where the run directory's file times overstate it (a paused run)")
     p.add_argument("--out", required=True, help="the JSON file to write (for export --record)")
     p = sub.add_parser("oversample", help="a copy of a labelled fruit folder with one species' pictures repeated")
@@ -279,7 +287,7 @@ def main() -> None:
     elif args.cmd == "record":
         from gvjax.bundled import read_npz_model
 
-        stage = stage_record(args.run, stopped=args.stopped, wall_seconds=args.wall_seconds)
+        stage = stage_record(args.run, stopped=args.stopped, wall_seconds=args.wall_seconds, at_step=args.at_step)
         previous = (json.loads(pathlib.Path(args.previous).read_text()) if args.previous.endswith(".json")
                     else read_npz_model(args.previous)[2]["record"])
         record = add_stage(previous, stage, args.command)
