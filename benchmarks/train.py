@@ -1,6 +1,6 @@
 """Training throughput: images/s of gvjax's jitted StyleGAN2 train step (what `gvjax train` runs).
 
-    # the 64x64 bundled-model config (random init, fresh D), batch 16, default options:
+    # the bundled model's first 64x64 config (stage 1; the shipped one: add --channel-base 2048), random init, fresh D, batch 16, default options:
     python benchmarks/train.py
 
     # other sizes / options, one JSON line:

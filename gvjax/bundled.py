@@ -1,7 +1,7 @@
 """The model gvjax uses when none is given: a 64x64 StyleGAN2 trained on procedural fruit.
 
 The weights ship inside the package (`gvjax/data/bundled_fruit64.npz`, G_ema and D, about
-6 MB): one compressed npz with G_ema's variables under `params/...` and `buffers/...`, D's under
+9 MB): one compressed npz with G_ema's variables under `params/...` and `buffers/...`, D's under
 `D/params/...`, and a `__meta__` JSON string holding the generator config, the discriminator's
 and the record of the training run (commands, steps, wall time, machine). With its D,
 `gvjax train --from bundled` continues the GAN game rather than starting a fresh discriminator.

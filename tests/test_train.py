@@ -246,11 +246,13 @@ def test_train_command_errors(tmp_path):
 def test_bundled_model_is_the_fruit_model_trained_here():
     from gvjax.bundled import BUNDLED_FILE, bundled_model
     from gvjax.generate import generate_images
-    from gvjax.train.bundled_config import BUNDLED_TRAIN_CONFIG
+    from gvjax.discriminator import DiscriminatorConfig
+    from gvjax.train.bundled_config import BUNDLED_CONFIG
 
     ckpt = bundled_model()
-    assert ckpt.config == BUNDLED_TRAIN_CONFIG
-    assert BUNDLED_FILE.stat().st_size < 8 * 2**20  # a few MB inside the package
+    assert ckpt.config == BUNDLED_CONFIG
+    assert DiscriminatorConfig.from_dict(ckpt.extra["D"]["config"]) == DiscriminatorConfig.for_generator(BUNDLED_CONFIG)
+    assert BUNDLED_FILE.stat().st_size < 12 * 2**20  # a few MB inside the package
     record = ckpt.provenance["training"]
     assert record["steps"] * record["batch"] == round(record["kimg"] * 1000) and record["wall_seconds"] > 0
     assert any(c.startswith("gvjax train ") for c in record["commands"])

@@ -1,4 +1,4 @@
-"""The recipe of the bundled model: a 64x64 StyleGAN2 trained from scratch on procedural fruit, in three stages.
+"""The recipe of the bundled model: a 64x64 StyleGAN2 trained from scratch on procedural fruit, in stages (three at first, eight now).
 
 Stage 1 (240 kimg from random init on 4000 images; shipped at commit 2c9a063):
 
@@ -39,16 +39,49 @@ with P its record's `final_augment_p` (a fresh Adam; exact resume needs the run 
 
 Stage 3's model sits at the capacity of this config (16 channels at 64 px, 0.8 M parameters): a
 further 120 kimg on 100000 fresh images (`--seed 3`), at `--lr 0.0015 --ema-kimg 20`, scored
-61.5-64.2% confident against stage 3's 60.4-64.0%, grapes still missing. The next stage therefore
-starts from a wider generator that draws the same images (`gvjax.model.widen_generator`: channel_base 2048,
-twice the channels at 16, 32 and 64 px, new channels without influence until trained):
+61.5-64.2% confident against stage 3's 60.4-64.0%, grapes still missing. Stage 4 and later (the
+shipped model; the record lists every command) widen the networks and change the augmentation:
 
-    python -m gvjax.train.bundled_config widen bundled wide64 --channel-base 2048
-    gvjax train fruit64-100k --from wide64 --out run-6 --kimg 400 --batch 16 --seed 5 --ada-kimg 100 --augment-p 0.7 --pl-weight 0 --ema-kimg 10 --snap 10 --sample-kimg 20
+    gvjax dataset fruit fruit64-100k --count 100000 --res 64 --seed 3
+    # stage 4: a generator with twice the channels at 16, 32 and 64 px that draws the same images
+    python -m gvjax.train.bundled_config widen bundled wide64 --channel-base 2048   # on a checkout that ships stage 3
+    gvjax train fruit64-100k --from wide64 --out run-6 --kimg 400 --batch 16 --seed 5 --ada-kimg 100 --augment-p 0.7 --pl-weight 0 --ema-kimg 10 --snap 10 --sample-kimg 20 --keep 40
+    gvjax train fruit64-100k --out run-6 --resume --kimg 120      # stopped after 120 kimg: writes run-6/model there
+    # stage 5: geometric augmentation only, and G_ema's whole half-life from the first step
+    gvjax train fruit64-100k --from run-6/model --out run-7 --kimg 400 --batch 16 --seed 7 --ada-kimg 100 --augment xflip,translate --augment-p 0.7 --pl-weight 0 --ema-kimg 10 --ema-rampup 0 --snap 10 --sample-kimg 20 --keep 40
+    gvjax train fruit64-100k --out run-7 --resume --kimg 30
+    # stage 6: a discriminator with the generator's channels (twice at 16, 32 and 64 px), judging as before
+    python -m gvjax.train.bundled_config widen run-7/model wide-d --d-channel-base 2048 --seed 8
+    gvjax train fruit64-100k --from wide-d --out run-8 --kimg 400 --batch 16 --seed 8 --ada-kimg 100 --augment xflip,translate --augment-p 0.9 --pl-weight 0 --ema-kimg 10 --ema-rampup 0 --snap 10 --sample-kimg 20 --keep 40
+    gvjax train fruit64-100k --out run-8 --resume --kimg 10
+    # stages 7 and 8: grapes pictures three, then twelve times over (the model had dropped them)
+    python -m gvjax.train.bundled_config oversample fruit64-100k fruit64-100k-grapes3 --species grapes --times 3
+    gvjax train fruit64-100k-grapes3 --from run-8/model --out run-9 --kimg 400 --batch 16 --seed 9 --ada-kimg 100 --augment xflip,translate --augment-p 0.97 --pl-weight 0 --ema-kimg 10 --ema-rampup 0 --snap 5 --sample-kimg 20 --keep 40
+    gvjax train fruit64-100k-grapes3 --out run-9 --resume --kimg 9.984
+    python -m gvjax.train.bundled_config oversample fruit64-100k fruit64-100k-grapes12 --species grapes --times 12
+    gvjax train fruit64-100k-grapes12 --from run-9/model --out run-10 --kimg 400 --batch 16 --seed 10 --ada-kimg 100 --augment xflip,translate --augment-p 1 --pl-weight 0 --ema-kimg 10 --ema-rampup 0 --snap 2.5 --sample-kimg 20 --keep 40
+    gvjax train fruit64-100k-grapes12 --out run-10 --resume --kimg 29.952
+    # the record, one stage per run (each ends at the step its model was written at), and the file
+    python -m gvjax.train.bundled_config record run-6 --previous gvjax/data/bundled_fruit64.npz --at-step 7500 --command "..." --out record-6.json
+    ...                                               # run-7 .. run-10, each with --previous the record before
+    python -m gvjax.train.bundled_config export run-10/model gvjax/data/bundled_fruit64.npz --record record-10.json
 
-(not shipped yet: its steps take 1.85x as long on this CPU, and it is continued with `--resume`).
+Each later stage starts from the run before it, finished at the checkpoint where it was stopped
+(`--resume --kimg K` writes `RUN/model` there without training; the record lists the commands).
+What each change measured (`benchmarks/bundled_quality.py`, confident fraction at psi 0.7):
+stage 4 stayed at 63.3-64.6% from 80 to 120 kimg (so did averaging its last four checkpoints);
+dropping the colour and cutout augmentations (which ADA had at p 0.72: nearly every picture D saw
+had its hue turned) and the EMA ramp-up gave 66.4, 67.1 and 67.5% at 10, 20 and 30 kimg; the
+wider discriminator (stage 6; it had half the generator's channels) gave 70.2% at 10 kimg; stage 7
+69.9 and 69.1% at 5 and 10 kimg; stage 8 71.2-73.5% at its checkpoints from 10 to 30 kimg (every
+2.5 kimg), and it was stopped at 30 kimg, the last checkpoint before the session's end, not the
+best. With geometric augmentations only, ADA's p climbs to 1. Grapes stay dropped through all of it (0 of
+1000 confident answers; the most grape-like sample is below 0.1), with three or twelve times the
+grapes pictures (stages 7 and 8) as before. Tried and not shipped: a run on grapes pictures alone
+(from stage 8 at 12.5 kimg) broke the generator within 2 kimg (D's loss 0.001; the samples
+became noise), so stage 8 went on from its checkpoint on the mixed folder.
 
-Tried and not shipped: grapes, the one species the model had dropped (0 of 1000 confident answers
+Earlier tries: grapes, the one species the model had dropped (0 of 1000 confident answers
 at stage 3's 100 kimg), did not come back in 77 kimg on a folder where each grapes
 picture appears three times (`oversample fruit64-20k fruit64-grapes3 --species grapes --times 3`,
 21% grapes instead of 8%): none in 128 samples at psi 1 after 40 kimg, and the confident fraction
@@ -58,6 +91,7 @@ fell from 64% to 56%. Stage 3 went on from its 110-kimg checkpoint on the plain 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -78,6 +112,8 @@ BUNDLED_TRAIN_CONFIG = GeneratorConfig(
     architecture="skip",
 )
 INIT_SEED = 0
+#: the shipped model's generator: stage 1's config widened by stage 4 (its D: `DiscriminatorConfig.for_generator`)
+BUNDLED_CONFIG = dataclasses.replace(BUNDLED_TRAIN_CONFIG, channel_base=2048)
 
 
 def write_init(path: str) -> pathlib.Path:
