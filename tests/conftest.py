@@ -11,6 +11,19 @@ import jax
 import numpy as np
 import pytest
 
+#: the files that take longest (whole training runs, the device check, the renders), run first: the two
+#: xdist workers take one file at a time in collection order, so a long file collected last would
+#: leave the other worker idle at the end
+LONGEST_FIRST = ("test_train_stylegan3.py", "test_train_runs.py", "test_device_check.py", "test_render.py",
+                 "test_tf_pickle.py", "test_generator_parity.py", "test_render_fill.py", "test_synthesis.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Collect LONGEST_FIRST's files first; every other file, and the tests in each file, keep their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _own_cache_dir(tmp_path_factory):
     """Renders in tests (and the CLI subprocesses they start) cache channel clusters here, not in ~/.cache."""
