@@ -76,8 +76,8 @@ wider discriminator (stage 6; it had half the generator's channels) gave 70.2% a
 69.9 and 69.1% at 5 and 10 kimg; stage 8 71.2-73.5% at its checkpoints from 10 to 30 kimg (every
 2.5 kimg), and it was stopped at 30 kimg, the last checkpoint before the session's end, not the
 best. With geometric augmentations only, ADA's p climbs to 1. Grapes stay dropped through all of it (0 of
-1000 confident answers; the most grape-like sample is below 0.1), with three or twelve times the
-grapes pictures (stages 7 and 8) as before. Tried and not shipped: a run on grapes pictures alone
+1000 confident answers at every checkpoint; the most grape-like sample scored 0.25 at most), also
+with three or twelve times the grapes pictures (stages 7 and 8). Tried and not shipped: a run on grapes pictures alone
 (from stage 8 at 12.5 kimg) broke the generator within 2 kimg (D's loss 0.001; the samples
 became noise), so stage 8 went on from its checkpoint on the mixed folder.
 
@@ -148,7 +148,8 @@ def write_widened(model: str, out: str, channel_base: int | None = None, channel
     else:
         present = read_config(pathlib.Path(model).absolute()).get("networks", [])
         ckpt = load_checkpoint(model, tuple(n for n in ("G_ema", "G", "D") if n in present))
-    g_key, d_key = jax.random.split(jax.random.key(seed))
+    # G's new channels from key(seed), as before D could be widened (stage 4's wide64); D's from a key split off it
+    g_key, d_key = jax.random.key(seed), jax.random.split(jax.random.key(seed))[1]
     networks, extra, widened = dict(ckpt.networks), dict(ckpt.extra), {"seed": seed}
     wide = ckpt.config
     if channel_base is not None:
