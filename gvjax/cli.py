@@ -569,8 +569,12 @@ def train(
     gamma: Optional[float] = typer.Option(None, help="R1 weight (default 0.0002 * res^2 / batch)."),
     pl_weight: Optional[float] = typer.Option(None, help="Path-length regularisation weight (0 disables; default 2 for StyleGAN2, 0 for StyleGAN3, which takes no other)."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate of G and D (default 0.0025; StyleGAN3's D 0.002)."),
+    g_lr: Optional[float] = typer.Option(None, "--g-lr", help="G's learning rate alone (overrides --lr for G)."),
+    d_lr: Optional[float] = typer.Option(None, "--d-lr", help="D's learning rate alone (overrides --lr for D): lower it when D wins too easily."),
     ema_kimg: Optional[float] = typer.Option(None, help="Half-life of G_ema in kimg (default batch * 10 / 32)."),
     ema_rampup: float = typer.Option(0.05, help="Ramp-up of G_ema: its half-life is at most this times the images seen so far (NVIDIA's 0.05; 0: the whole --ema-kimg from the first step, for a model that is already trained)."),
+    blur_sigma: Optional[float] = typer.Option(None, "--blur-sigma", help="Blur D's images at the start by a Gaussian of this sigma in pixels, fading out over --blur-kimg (0: no blur; default 10 for StyleGAN3-R, else 0)."),
+    blur_kimg: Optional[float] = typer.Option(None, "--blur-kimg", help="kimg over which the blur fades to none (default batch * 200 / 32)."),
     augment: str = typer.Option("xflip,translate,color,cutout", help="Augmentations, comma-separated, or 'none'."),
     ada_target: Optional[float] = typer.Option(0.6, help="ADA target of the mean sign of D's logits on reals."),
     ada_fixed: bool = typer.Option(False, "--ada-fixed", help="Keep the augmentation probability at --augment-p."),
@@ -591,7 +595,11 @@ def train(
     _join(coordinator, num_processes, process_id)
     _finite("--kimg", kimg, positive=True)
     _finite("--ema-rampup", ema_rampup, low=0)
-    for option, value in (("--lr", lr), ("--gamma", gamma), ("--ema-kimg", ema_kimg), ("--pl-weight", pl_weight), ("--ada-target", ada_target),
+    for option, value in (("--lr", lr), ("--g-lr", g_lr), ("--d-lr", d_lr)):
+        _finite(option, value, positive=True)
+    for option, value in (("--blur-sigma", blur_sigma), ("--blur-kimg", blur_kimg)):
+        _finite(option, value, low=0)
+    for option, value in (("--gamma", gamma), ("--ema-kimg", ema_kimg), ("--pl-weight", pl_weight), ("--ada-target", ada_target),
                           ("--augment-p", augment_p), ("--ada-kimg", ada_kimg), ("--snap", snap), ("--sample-kimg", sample_kimg)):
         _finite(option, value)
     check_not_input(out, (("training data", data), ("starting model", from_model)))
@@ -608,10 +616,10 @@ def train(
             raise GvjaxError("give the starting model with --from (a checkpoint, .pkl/.pt file or 'bundled')")
         names = () if augment.strip().lower() == "none" else tuple(a.strip() for a in augment.split(",") if a.strip())
         config = TrainConfig(
-            batch=batch, kimg=100.0 if kimg is None else kimg, seed=seed, g_lr=lr, d_lr=lr, r1_gamma=gamma,
+            batch=batch, kimg=100.0 if kimg is None else kimg, seed=seed, g_lr=lr if g_lr is None else g_lr, d_lr=lr if d_lr is None else d_lr, r1_gamma=gamma,
             pl_weight=pl_weight, ema_kimg=ema_kimg, ema_rampup=ema_rampup or None, augment=names, augment_p=augment_p,
             ada_target=None if ada_fixed else ada_target, ada_kimg=ada_kimg, snapshot_kimg=snap,
-            sample_kimg=sample_kimg, keep=keep,
+            sample_kimg=sample_kimg, keep=keep, blur_init_sigma=blur_sigma, blur_fade_kimg=blur_kimg,
         )
         start = _training_start(from_model)
     result = run_training(data, out, config, start, resume=resume, kimg=kimg if resume else None, log=typer.echo)

@@ -500,7 +500,8 @@ def test_train_starts_from_the_tf_pickle(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run_cli("train", tmp_path / "data", "--from", PKL, "--out", tmp_path / "run", "--kimg", 0.004, "--batch", 4, "--snap", 1,
                 "--pl-weight", 0, "--gamma", 0,  # one step, without the regularisers (their compile is most of the time)
-                "--ema-rampup", 0)  # and G_ema's whole half-life from step 0 (with the ramp-up, step 0's beta is 0)
+                "--ema-rampup", 0,  # and G_ema's whole half-life from step 0 (with the ramp-up, step 0's beta is 0)
+                "--lr", 0.004, "--d-lr", 0.001)  # G keeps --lr, D takes its own
     assert r.returncode == 0, r.stdout + r.stderr
     assert "fresh discriminator" not in r.stderr
     step0 = ocp.StandardCheckpointer().restore((tmp_path / "run" / "checkpoints" / "0" / "default").absolute())
@@ -511,4 +512,13 @@ def test_train_starts_from_the_tf_pickle(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log] == [1]
     assert log[0]["ema_beta"] == pytest.approx(0.5 ** (4 / (4 * 10 / 32 * 1000)), rel=1e-6)  # the default half-life, batch * 10 / 32 kimg
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["ema_rampup"] is None
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
+    assert resolved["ema_rampup"] is None and (resolved["g_lr"], resolved["d_lr"]) == (0.004, 0.001)
+    # Adam's first step moves each stored weight by lr * g / (|g| + eps), about +-lr (times the lazy
+    # regularisation's interval / (interval + 1)): the largest move of each network is its own rate
+    # (among weights below 4 in size, whose float32 spacing is under 5e-7; the mapping's are ~100x larger)
+    step1 = ocp.StandardCheckpointer().restore((tmp_path / "run" / "checkpoints" / "1" / "default").absolute())
+    for name, lr, interval in (("G", 0.004, resolved["g_reg_interval"]), ("D", 0.001, resolved["d_reg_interval"])):
+        pairs = [(np.asarray(a), np.asarray(b)) for a, b in zip(jax.tree.leaves(step0[name]["params"]), jax.tree.leaves(step1[name]["params"]))]
+        moved = max(float(np.max(np.abs(b - a)[np.abs(a) < 4], initial=0)) for a, b in pairs)
+        assert moved == pytest.approx(lr * interval / (interval + 1), rel=1e-3), name

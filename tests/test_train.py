@@ -106,6 +106,15 @@ def test_resolved_defaults_follow_nvidia():
     assert TrainConfig.from_dict(t.to_dict()) == t
 
 
+def test_a_blur_asked_of_stylegan2_fades_as_stylegan3_rs():
+    assert TrainConfig(batch=16).resolve(64).blur_steps == 0  # StyleGAN2: no blur by default
+    blurred = TrainConfig(batch=16, blur_init_sigma=4.0).resolve(64)
+    assert (blurred.blur_init_sigma, blurred.blur_fade_kimg) == (4.0, 16 * 200 / 32)  # NVIDIA's R fade, batch * 200 / 32 kimg
+    assert blurred.blur_steps == 100 * 1000 // 16
+    assert TrainConfig(batch=16, blur_init_sigma=4.0, blur_fade_kimg=1.6).resolve(64).blur_steps == 100
+    assert TrainConfig(batch=16, blur_init_sigma=0.0).resolve(32, "stylegan3-r").blur_steps == 0  # R's blur turned off
+
+
 def test_ema_beta_ramps_up():
     from gvjax.config import GeneratorConfig
     from gvjax.discriminator import DiscriminatorConfig

@@ -79,7 +79,8 @@ class TrainConfig:
       style_mixing_prob: probability of mixing two z's at a random layer.
       blur_init_sigma, blur_fade_kimg: every image D sees is blurred (before augmentation) by a
         Gaussian of sigma `blur_init_sigma * max(1 - kimg / blur_fade_kimg, 0)`, kimg the images
-        shown so far (0: no blur).
+        shown so far (0: no blur). A blur set for a kind whose default is none fades over
+        `batch * 200 / 32` kimg unless `blur_fade_kimg` is given, as StyleGAN3-R's.
       magnitude_ema_beta: decay of each StyleGAN3 layer's `magnitude_ema` in training (unused for
         StyleGAN2); the generator config's own `magnitude_ema_beta` (the source model's) is kept, not used.
       ema_kimg: half-life of G_ema in kimg (None: batch * 10 / 32); `ema_rampup` limits it to
@@ -192,6 +193,8 @@ class TrainConfig:
         """
         defaults = kind_defaults(kind, resolution, self.batch)
         filled = {name: value if getattr(self, name) is None else getattr(self, name) for name, value in defaults.items()}
+        if filled["blur_init_sigma"] and self.blur_fade_kimg is None:
+            filled["blur_fade_kimg"] = self.batch * 200 / 32  # a blur asked of any kind fades as StyleGAN3-R's
         resolved = dataclasses.replace(
             self,
             **filled,
