@@ -640,11 +640,15 @@ def dataset_fruit(
     count: int = typer.Option(1000, min=1, help="Number of images."),
     res: int = typer.Option(128, min=8, help="Side length in pixels."),
     seed: int = typer.Option(0, help="Seed: the same seed gives the same images."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes drawing the pictures (default: the CPU count; the files are the same for any number)."),
 ):
     """Procedural fruit on white: apples, oranges, lemons, pears, cherries, grapes, bananas, ...; OUT/labels.json names each picture's species."""
+    import os
+
     from gvjax.train.fruit import write_fruit_dataset
 
-    path = write_fruit_dataset(out, count=count, resolution=res, seed=_seed("--seed", seed), labels=True)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    path = write_fruit_dataset(out, count=count, resolution=res, seed=_seed("--seed", seed), labels=True, workers=workers)
     typer.echo(f"wrote {count} fruit images ({res}x{res}) to {path}")
 
 

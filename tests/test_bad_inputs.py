@@ -357,6 +357,7 @@ CASES = [
     ("dataset --res 100000", ["dataset", "fruit", "f", "--res", "100000"], "--res in 8..4096", 2, None),
     ("dataset --res 4", ["dataset", "fruit", "f", "--res", "4"], "--res", 2, None),
     ("dataset --count 0", ["dataset", "fruit", "f", "--count", "0"], "--count", 2, None),
+    ("dataset --workers 0", ["dataset", "fruit", "f", "--workers", "0"], "--workers must be >= 1", 2, None),
     ("dataset into a used folder", ["dataset", "fruit", "photos", "--count", "2"], "not an empty folder", 2, None),
     ("dataset onto a file", ["dataset", "fruit", "notes.txt", "--count", "2"], "not an empty folder", 2, None),
     ("dataset --seed -1", ["dataset", "fruit", "f", "--seed", "-1"], "[0, 2**32)", 2, None),

@@ -57,6 +57,17 @@ def test_fruit_pictures_unchanged_with_or_without_labels(tmp_path):
         assert png.read_bytes() == (labelled / png.name).read_bytes()
 
 
+def test_worker_processes_write_the_same_files(tmp_path, monkeypatch):
+    import gvjax.train.fruit as fruit
+
+    one = write_fruit_dataset(tmp_path / "one", count=10, resolution=16, seed=3, labels=True)
+    monkeypatch.setattr(fruit, "CHUNK", 4)  # three chunks (4, 4, 2) over two spawned processes
+    two = write_fruit_dataset(tmp_path / "two", count=10, resolution=16, seed=3, labels=True, workers=2)
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    for path in one.iterdir():
+        assert (two / path.name).read_bytes() == path.read_bytes(), path.name  # the labels file too
+
+
 # --- the metric -------------------------------------------------------------------------------------
 
 

@@ -476,17 +476,42 @@ def fruit_labels(kinds_per_image: dict[str, list[str]]) -> dict:
     return {"species": list(FRUITS), "labels": {name: ks[0] for name, ks in fruits.items()}, "fruits": fruits}
 
 
+CHUNK = 500  # pictures per task of a worker process
+
+
+def write_fruit_pictures(folder: str, resolution: int, seed: int, start: int, stop: int) -> dict[str, list[str]]:
+    """Write pictures `start <= i < stop` of data set `seed` into `folder`; their fruits by file name."""
+    from gvjax.images import write_png
+
+    kinds_per_image = {}
+    for i in range(start, stop):
+        img, kinds = fruit_image(resolution, seed, i)
+        write_png(pathlib.Path(folder) / f"fruit{i:06d}.png", img)
+        kinds_per_image[f"fruit{i:06d}.png"] = kinds
+    return kinds_per_image
+
+
+def _ignore_interrupts():
+    """A worker process's start: Ctrl-C goes to the parent, which stops the pool between chunks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def write_fruit_dataset(
-    out: str | os.PathLike, *, count: int, resolution: int, seed: int, labels: bool = False
+    out: str | os.PathLike, *, count: int, resolution: int, seed: int, labels: bool = False, workers: int = 1
 ) -> pathlib.Path:
     """Write `count` PNGs `OUT/fruit000000.png ...` (a temporary sibling folder renamed into place).
 
     `labels`: also write `OUT/labels.json`, each picture's species (module docstring); the
-    PNGs are the same bytes either way.
+    PNGs are the same bytes either way. `workers` > 1 draws chunks of `CHUNK` pictures in that
+    many processes (spawned, not forked: the caller may hold JAX's threads); each picture
+    depends only on `(seed, index)`, so the files are the same bytes for any `workers`.
     """
-    from gvjax.images import write_png
-
     out = pathlib.Path(out)
+    if workers < 1:
+        raise GvjaxError(f"--workers must be >= 1, got {workers}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GvjaxError(f"{out} already exists and is not an empty folder")
     if not out.absolute().parent.is_dir():
@@ -494,15 +519,31 @@ def write_fruit_dataset(
     if not 1 <= count <= MAX_COUNT or not 8 <= resolution <= MAX_RESOLUTION:
         raise GvjaxError(f"--count must be in 1..{MAX_COUNT:,} and --res in 8..{MAX_RESOLUTION}, got {count} and {resolution}")
     check_writable_dir(out.absolute().parent)
+    chunks = [(start, min(start + CHUNK, count)) for start in range(0, count, CHUNK)]
     with atomic_output(out, directory=True) as tmp:  # an empty `out` is replaced; a failure leaves nothing
         kinds_per_image = {}
         with interrupts_between_batches():
-            for i in range(count):
-                check_interrupt()
-                img, kinds = fruit_image(resolution, seed, i)
-                write_png(tmp / f"fruit{i:06d}.png", img)
-                if labels:
-                    kinds_per_image[f"fruit{i:06d}.png"] = kinds
+            if workers == 1 or len(chunks) == 1:
+                for start, stop in chunks:
+                    for i in range(start, stop):
+                        check_interrupt()
+                        kinds_per_image.update(write_fruit_pictures(str(tmp), resolution, seed, i, i + 1))
+            else:
+                import concurrent.futures
+                import multiprocessing
+
+                context = multiprocessing.get_context("spawn")
+                with concurrent.futures.ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context, initializer=_ignore_interrupts) as pool:
+                    futures = [pool.submit(write_fruit_pictures, str(tmp), resolution, seed, start, stop) for start, stop in chunks]
+                    try:
+                        for future in concurrent.futures.as_completed(futures):
+                            check_interrupt()
+                            kinds_per_image.update(future.result())
+                    except BaseException:
+                        for future in futures:
+                            future.cancel()
+                        raise
         if labels:
+            kinds_per_image = dict(sorted(kinds_per_image.items()))
             (tmp / LABELS_FILE).write_text(json.dumps(fruit_labels(kinds_per_image)) + "\n")
     return out
