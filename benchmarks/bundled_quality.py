@@ -2,7 +2,7 @@
 
     python benchmarks/bundled_quality.py                  # the table for the new and the old bundled model
     python benchmarks/bundled_quality.py --json           # ... and one JSON object on the last stdout line
-    python benchmarks/bundled_quality.py --model CKPT     # also score any model (a checkpoint, .pkl, .pt)
+    python benchmarks/bundled_quality.py --model CKPT     # also score any model (a checkpoint, .pkl, .pt, bundled .npz)
     python benchmarks/bundled_quality.py --quick --json   # a small, fast run (for tests)
 
 1. Images: `write_fruit_dataset(labels=True)` at 64x64 from seed `DATA_SEED`, not the seed of
@@ -259,25 +259,32 @@ def training_seeds(ckpt) -> set[int]:
 
 
 def load_model(spec: str):
-    """(Checkpoint, sha256 or None) of a model spec: `git:REV` (the bundled model at commit REV) or any gvjax spec."""
+    """(Checkpoint, sha256 or None) of a model spec: `git:REV` (the bundled model at commit REV), a
+    bundled-format `.npz` file (as `bundled_config export` and `benchmarks/device_train.sh` write) or any gvjax spec."""
+    if spec.startswith("git:"):
+        rev = spec[len("git:"):]
+        r = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{BUNDLED_PATH}"], capture_output=True)
+        if r.returncode != 0:
+            raise GvjaxError(f"cannot read {BUNDLED_PATH} at {rev} from git in {REPO}: pass --old SPEC")
+        return npz_model(r.stdout, spec)
+    if spec.endswith(".npz") and pathlib.Path(spec).is_file():
+        return npz_model(pathlib.Path(spec).read_bytes(), spec)
+    from gvjax.cli import load_model
+
+    ckpt = load_model(spec)
+    return ckpt, ckpt.provenance.get("sha256")
+
+
+def npz_model(data: bytes, source: str):
+    """(Checkpoint of G_ema, sha256) of the bytes of a bundled-format npz."""
+    from gvjax.bundled import read_npz_model
     from gvjax.checkpoint import Checkpoint
 
-    if not spec.startswith("git:"):
-        from gvjax.cli import load_model
-
-        ckpt = load_model(spec)
-        return ckpt, ckpt.provenance.get("sha256")
-    from gvjax.bundled import read_npz_model
-
-    rev = spec[len("git:"):]
-    r = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{BUNDLED_PATH}"], capture_output=True)
-    if r.returncode != 0:
-        raise GvjaxError(f"cannot read {BUNDLED_PATH} at {rev} from git in {REPO}: pass --old SPEC")
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "model.npz"
-        path.write_bytes(r.stdout)
+        path.write_bytes(data)
         config, networks, meta = read_npz_model(path)
-    provenance = {"source": spec, "sha256": hashlib.sha256(r.stdout).hexdigest(), "training": meta.get("record", {})}
+    provenance = {"source": source, "sha256": hashlib.sha256(data).hexdigest(), "training": meta.get("record", {})}
     return Checkpoint(config, {"G_ema": networks["G_ema"]}, provenance, {}), provenance["sha256"]
 
 

@@ -623,11 +623,15 @@ def train(
         )
         start = _training_start(from_model)
     result = run_training(data, out, config, start, resume=resume, kimg=kimg if resume else None, log=typer.echo)
+    import math
+
     wrote = f"process 0 wrote {result.model}" if process_id else f"wrote {result.model}"
-    typer.echo(
-        f"{f'process {process_id}: ' if process_id else ''}trained {result.steps} step{'' if result.steps == 1 else 's'} ({result.kimg:g} kimg) in {result.seconds:.0f}s, "
-        f"{result.images_per_second:.1f} images/s; {wrote}"
-    )
+    who = f"process {process_id}: " if process_id else ""
+    if result.new_steps == 0:  # a resume at the run's --kimg
+        typer.echo(f"{who}the run is at step {result.steps} ({result.kimg:g} kimg), its --kimg: no steps to train; {wrote}")
+    else:
+        speed = f", {result.images_per_second:.1f} images/s" if math.isfinite(result.images_per_second) else ""  # after the compiling step
+        typer.echo(f"{who}trained {result.steps} step{'' if result.steps == 1 else 's'} ({result.kimg:g} kimg) in {result.seconds:.0f}s{speed}; {wrote}")
 
 
 dataset_app = typer.Typer(no_args_is_help=True, help="Make training data sets.")

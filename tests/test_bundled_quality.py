@@ -151,6 +151,21 @@ def test_held_out_from_the_bundled_models_images():
     assert bq.DATA_SEED not in bq.training_seeds(bundled_model())
 
 
+def test_a_bundled_format_npz_is_a_model(tmp_path):
+    """`--model FILE.npz` (what `bundled_config export` and benchmarks/device_train.sh write) reads as the bundled model."""
+    from gvjax.bundled import BUNDLED_NAME, bundled_model
+
+    shipped = pathlib.Path(bq.REPO) / bq.BUNDLED_PATH
+    copy = tmp_path / "stage.npz"
+    copy.write_bytes(shipped.read_bytes())
+    ckpt, sha = bq.load_model(str(copy))
+    assert sha == hashlib.sha256(shipped.read_bytes()).hexdigest()
+    want = bundled_model()
+    assert ckpt.config == want.config and ckpt.provenance["training"] == bq.load_model(BUNDLED_NAME)[0].provenance["training"]
+    for a, b in zip(jax.tree.leaves(ckpt.variables), jax.tree.leaves(want.variables)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 # --- the whole benchmark ----------------------------------------------------------------------------
 
 

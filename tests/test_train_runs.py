@@ -140,6 +140,11 @@ def test_resume_after_kill_9_continues_exactly(workspace, full_run):
     for ours, theirs in zip(log, ref[:40]):
         for key in LOSSES:
             assert ours[key] == theirs[key], f"step {ours['step']}: {key} {ours[key]} != {theirs[key]}"
+    # a resume at the run's --kimg trains nothing, says so, and writes model/ at that step
+    r = gvjax("train", root / "data", "--out", out, "--resume", "--kimg", 40 * BATCH / 1000, env_extra=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "the run is at step 40 (0.64 kimg), its --kimg: no steps to train; wrote" in r.stdout, r.stdout
+    assert read_log(out) == log and load_checkpoint(out / "model").provenance["step"] == 40
 
 
 def test_transfer_starts_from_the_converted_weights(workspace):

@@ -120,6 +120,7 @@ class RunResult:
     model: pathlib.Path
     dataset_images: int
     skipped_images: int
+    new_steps: int  # steps trained by this call (0: a resume at the run's --kimg only writes model/)
 
 
 # --- run directory ----------------------------------------------------------------------------------
@@ -410,4 +411,4 @@ def train(
                    "train": config.to_dict()},
             force=True,
         )
-    return RunResult(run_dir, total, total * config.batch / 1000, seconds, ips, model_dir, len(dataset), len(dataset.skipped))
+    return RunResult(run_dir, total, total * config.batch / 1000, seconds, ips, model_dir, len(dataset), len(dataset.skipped), total - step0)
