@@ -34,7 +34,6 @@ A full run takes about 3 minutes on 2 CPU cores and is deterministic; another
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pathlib
 import re
@@ -259,33 +258,24 @@ def training_seeds(ckpt) -> set[int]:
 
 
 def load_model(spec: str):
-    """(Checkpoint, sha256 or None) of a model spec: `git:REV` (the bundled model at commit REV), a
-    bundled-format `.npz` file (as `bundled_config export` and `benchmarks/device_train.sh` write) or any gvjax spec."""
+    """(Checkpoint, sha256 or None) of a model spec: `git:REV` (the bundled model at commit REV) or any
+    gvjax spec (a model .npz as `bundled_config export` and `benchmarks/device_train.sh` write, too)."""
     if spec.startswith("git:"):
+        from gvjax.bundled import npz_checkpoint
+
         rev = spec[len("git:"):]
         r = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{BUNDLED_PATH}"], capture_output=True)
         if r.returncode != 0:
             raise GvjaxError(f"cannot read {BUNDLED_PATH} at {rev} from git in {REPO}: pass --old SPEC")
-        return npz_model(r.stdout, spec)
-    if spec.endswith(".npz") and pathlib.Path(spec).is_file():
-        return npz_model(pathlib.Path(spec).read_bytes(), spec)
-    from gvjax.cli import load_model
+        with tempfile.TemporaryDirectory() as tmp:
+            path = pathlib.Path(tmp) / "model.npz"
+            path.write_bytes(r.stdout)
+            ckpt = npz_checkpoint(path, spec)
+    else:
+        from gvjax.cli import load_model
 
-    ckpt = load_model(spec)
+        ckpt = load_model(spec)
     return ckpt, ckpt.provenance.get("sha256")
-
-
-def npz_model(data: bytes, source: str):
-    """(Checkpoint of G_ema, sha256) of the bytes of a bundled-format npz."""
-    from gvjax.bundled import read_npz_model
-    from gvjax.checkpoint import Checkpoint
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = pathlib.Path(tmp) / "model.npz"
-        path.write_bytes(data)
-        config, networks, meta = read_npz_model(path)
-    provenance = {"source": source, "sha256": hashlib.sha256(data).hexdigest(), "training": meta.get("record", {})}
-    return Checkpoint(config, {"G_ema": networks["G_ema"]}, provenance, {}), provenance["sha256"]
 
 
 def samples(ckpt, count: int) -> np.ndarray:

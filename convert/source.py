@@ -364,7 +364,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, force: bo
 
 
 def load_any(path: str | os.PathLike, all_networks: bool = False) -> tuple[Checkpoint, str]:
-    """(Checkpoint, format) of a gvjax checkpoint directory ('gvjax') or a source file.
+    """(Checkpoint, format) of a gvjax checkpoint directory ('gvjax'), a gvjax model npz ('gvjax-npz', the
+    bundled model's format) or a source file.
 
     Checkpoints load G_ema only unless `all_networks`; sources always hold every network.
     """
@@ -376,6 +377,10 @@ def load_any(path: str | os.PathLike, all_networks: bool = False) -> tuple[Check
             raise GvjaxError(f"{path} is not a gvjax checkpoint directory")
         networks = tuple(read_config(path).get("networks", ["G_ema"])) if all_networks else ("G_ema",)
         return load_checkpoint(path, networks), "gvjax"
+    if path.suffix.lower() == ".npz":
+        from gvjax.bundled import NPZ_FORMAT, npz_checkpoint
+
+        return npz_checkpoint(path), NPZ_FORMAT
     ckpt = load_source(path)
     return ckpt, ckpt.provenance["format"]
 

@@ -30,7 +30,7 @@ app = typer.Typer(
     help="gvjax: audio-reactive music videos from StyleGAN2 models, in JAX.",
 )
 
-MODEL_HELP = "Model: a gvjax checkpoint directory, an NVIDIA .pkl (PyTorch or TensorFlow) or rosinality .pt file (converted in memory), or 'bundled'."
+MODEL_HELP = "Model: a gvjax checkpoint directory or model .npz (the bundled model's format), an NVIDIA .pkl (PyTorch or TensorFlow) or rosinality .pt file (converted in memory), or 'bundled'."
 
 
 def _version_callback(value: bool):
@@ -84,7 +84,7 @@ def _join(coordinator: Optional[str], num_processes: Optional[int], process_id: 
 
 
 def load_model(spec: str):
-    """A Checkpoint from a model spec: 'bundled', a checkpoint directory, or a .pkl/.pt source file."""
+    """A Checkpoint from a model spec: 'bundled', a checkpoint directory, a model .npz, or a .pkl/.pt source file."""
     from gvjax.bundled import BUNDLED_NAME, bundled_model
     from gvjax.convert import load_any
 
@@ -517,7 +517,7 @@ def convert(
 
 @app.command()
 def inspect(
-    path: str = typer.Argument(..., help="A gvjax checkpoint directory, a .pkl/.pt source file, or 'bundled'."),
+    path: str = typer.Argument(..., help="A gvjax checkpoint directory or model .npz, a .pkl/.pt source file, or 'bundled'."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
 ):
     """Format, generator config, resolution and parameter counts of a checkpoint or source file."""

@@ -81,6 +81,9 @@ def world_src(tmp_path_factory, nvidia_checkpoint):
     (w / "photo.png").write_bytes(png_bytes())
     (w / "fake.mp3").write_bytes(png_bytes())
     (w / "truncated.pkl").write_bytes((STYLEGAN2 / "ada_micro_skip.pkl").read_bytes()[:5000])
+    (w / "weights.npz").write_bytes(png_bytes())  # not a zip
+    np.savez(w / "arrays.npz", weights=np.zeros(3, np.float32))  # an npz, but not a gvjax model's
+    np.savez(w / "pickled.npz", __meta__=np.array([{"config": {}}], dtype=object))  # object arrays are never unpickled
     shutil.copy(STYLEGAN2 / "ada_micro_skip.pkl", w / "ada.pkl")
     shutil.copy(STYLEGAN2.parent / "stylegan3" / "sg3t_micro.pkl", w / "sg3.pkl")
     shutil.copytree(nvidia_checkpoint("ada_micro_skip"), w / "ckpt")
@@ -322,6 +325,9 @@ CASES = [
     ("convert without DST", ["convert", "ada.pkl"], "'dst'", 2, None),
     ("inspect a missing path", ["inspect", "gone"], "no such model", 2, None),
     ("inspect a text file", ["inspect", "notes.txt"], "notes.txt", 2, None),
+    ("inspect a png named .npz", ["inspect", "weights.npz"], "weights.npz is not a gvjax model npz: not an npz (zip) file", 2, None),
+    ("render a foreign npz", ["render", "song.wav", "-o", "v.mp4", "--model", "arrays.npz"], "it has no __meta__ entry", 2, None),
+    ("generate a pickled npz", ["generate", "pickled.npz", "--seeds", "0", "--outdir", "g"], "pickled.npz is not a readable gvjax model npz", 2, None),
     ("inspect a hand-edited checkpoint", ["inspect", "ckpt"], "z_dim must be >= 0", 2, edit_config("ckpt", set_generator(z_dim=-1))),
     ("inspect a list for config.json", ["inspect", "ckpt"], "not a gvjax checkpoint", 2, write_file("ckpt/config.json", "[1, 2]")),
     # ---- train

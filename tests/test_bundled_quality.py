@@ -152,7 +152,8 @@ def test_held_out_from_the_bundled_models_images():
 
 
 def test_a_bundled_format_npz_is_a_model(tmp_path):
-    """`--model FILE.npz` (what `bundled_config export` and benchmarks/device_train.sh write) reads as the bundled model."""
+    """A model .npz (what `bundled_config export` and benchmarks/device_train.sh write) is a model spec
+    wherever one is taken: here the benchmark's `--model` reads a copy of the bundled file as the bundled model."""
     from gvjax.bundled import BUNDLED_NAME, bundled_model
 
     shipped = pathlib.Path(bq.REPO) / bq.BUNDLED_PATH
