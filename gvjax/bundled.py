@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import pathlib
+import zipfile
 
 import numpy as np
 from flax.traverse_util import unflatten_dict
@@ -35,8 +36,6 @@ def read_npz_model(path: str | pathlib.Path) -> tuple[GeneratorConfig, dict, dic
     file has `D/...` keys and `meta['D']` describes them, is the discriminator's `{'params'}`.
     """
     from gvjax.model import variable_shapes
-
-    import zipfile
 
     path = pathlib.Path(path)
     hint = "; reinstall gvjax" if path == BUNDLED_FILE else ""

@@ -44,6 +44,11 @@ def model_kind(g_config: Any) -> str:
     return "stylegan3-r" if g_config.use_radial_filters or g_config.conv_kernel == 1 else "stylegan3-t"
 
 
+def default_blur_fade_kimg(batch: int) -> float:
+    """kimg over which stylegan3's train.py fades StyleGAN3-R's blur of D's inputs: `batch * 200 / 32`."""
+    return batch * 200 / 32
+
+
 def kind_defaults(kind: str, resolution: int, batch: int) -> dict[str, Any]:
     """The options a model kind sets where a TrainConfig leaves None (see the table above)."""
     if kind not in KINDS:
@@ -54,7 +59,7 @@ def kind_defaults(kind: str, resolution: int, batch: int) -> dict[str, Any]:
                     blur_init_sigma=0.0, blur_fade_kimg=0.0, magnitude_ema_beta=None)
     r = kind == "stylegan3-r"
     return dict(g_lr=0.0025, d_lr=0.002, pl_weight=0.0, style_mixing_prob=0.0, g_reg_interval=0,
-                blur_init_sigma=10.0 if r else 0.0, blur_fade_kimg=batch * 200 / 32 if r else 0.0,
+                blur_init_sigma=10.0 if r else 0.0, blur_fade_kimg=default_blur_fade_kimg(batch) if r else 0.0,
                 magnitude_ema_beta=0.5 ** (batch / 20000))
 
 
@@ -194,7 +199,7 @@ class TrainConfig:
         defaults = kind_defaults(kind, resolution, self.batch)
         filled = {name: value if getattr(self, name) is None else getattr(self, name) for name, value in defaults.items()}
         if filled["blur_init_sigma"] and self.blur_fade_kimg is None:
-            filled["blur_fade_kimg"] = self.batch * 200 / 32  # a blur asked of any kind fades as StyleGAN3-R's
+            filled["blur_fade_kimg"] = default_blur_fade_kimg(self.batch)  # a blur asked of any kind fades as StyleGAN3-R's
         resolved = dataclasses.replace(
             self,
             **filled,

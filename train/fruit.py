@@ -524,10 +524,9 @@ def write_fruit_dataset(
         kinds_per_image = {}
         with interrupts_between_batches():
             if workers == 1 or len(chunks) == 1:
-                for start, stop in chunks:
-                    for i in range(start, stop):
-                        check_interrupt()
-                        kinds_per_image.update(write_fruit_pictures(str(tmp), resolution, seed, i, i + 1))
+                for i in range(count):
+                    check_interrupt()
+                    kinds_per_image.update(write_fruit_pictures(str(tmp), resolution, seed, i, i + 1))
             else:
                 import concurrent.futures
                 import multiprocessing
