@@ -100,8 +100,8 @@ class TrainConfig:
       sample_kimg: interval of the sample grids (RUN/fakes<kimg>.png).
       grid: (columns, rows) of the sample grids.
       cover_weight: weight of the mode-cover term added to G's loss (0: off; `gvjax.train.step.mode_cover_loss`):
-        each real image of the batch pulls the nearest of `cover_candidates` fakes (nearest in D's
-        last hidden layer) towards itself there, which brings back what G has dropped.
+        each real image of the batch pulls the nearest of `cover_candidates` fakes (nearest in
+        16 px block means) towards itself, pixel by pixel, which brings back what G has dropped.
     """
 
     batch: int = 16
