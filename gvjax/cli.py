@@ -576,8 +576,6 @@ def train(
     blur_sigma: Optional[float] = typer.Option(None, "--blur-sigma", help="Blur D's images at the start by a Gaussian of this sigma in pixels, fading out over --blur-kimg (0: no blur; default 10 for StyleGAN3-R, else 0)."),
     blur_kimg: Optional[float] = typer.Option(None, "--blur-kimg", help="kimg over which the blur fades to none (default batch * 200 / 32)."),
     augment: str = typer.Option("xflip,translate,color,cutout", help="Augmentations, comma-separated, or 'none'."),
-    cover_weight: float = typer.Option(0.0, "--cover-weight", help="Weight of the mode-cover term in G's loss (0: off): each real image pulls the nearest of --cover-candidates fakes (nearest in 16 px block means) towards itself, pixel by pixel, to bring back kinds of image the model has dropped."),
-    cover_candidates: int = typer.Option(64, "--cover-candidates", help="Fakes drawn per step for the mode-cover term to pick from."),
     ada_target: Optional[float] = typer.Option(0.6, help="ADA target of the mean sign of D's logits on reals."),
     ada_fixed: bool = typer.Option(False, "--ada-fixed", help="Keep the augmentation probability at --augment-p."),
     augment_p: float = typer.Option(0.0, help="Initial augmentation probability."),
@@ -602,8 +600,7 @@ def train(
     for option, value in (("--blur-sigma", blur_sigma), ("--blur-kimg", blur_kimg)):
         _finite(option, value, low=0)
     for option, value in (("--gamma", gamma), ("--ema-kimg", ema_kimg), ("--pl-weight", pl_weight), ("--ada-target", ada_target),
-                          ("--augment-p", augment_p), ("--ada-kimg", ada_kimg), ("--snap", snap), ("--sample-kimg", sample_kimg),
-                          ("--cover-weight", cover_weight)):
+                          ("--augment-p", augment_p), ("--ada-kimg", ada_kimg), ("--snap", snap), ("--sample-kimg", sample_kimg)):
         _finite(option, value)
     check_not_input(out, (("training data", data), ("starting model", from_model)))
     if out.exists() and not out.is_dir():
@@ -623,7 +620,6 @@ def train(
             pl_weight=pl_weight, ema_kimg=ema_kimg, ema_rampup=ema_rampup or None, augment=names, augment_p=augment_p,
             ada_target=None if ada_fixed else ada_target, ada_kimg=ada_kimg, snapshot_kimg=snap,
             sample_kimg=sample_kimg, keep=keep, blur_init_sigma=blur_sigma, blur_fade_kimg=blur_kimg,
-            cover_weight=cover_weight, cover_candidates=cover_candidates,
         )
         start = _training_start(from_model)
     result = run_training(data, out, config, start, resume=resume, kimg=kimg if resume else None, log=typer.echo)

@@ -99,9 +99,6 @@ class TrainConfig:
       snapshot_kimg: checkpoint interval; `keep` checkpoints are kept.
       sample_kimg: interval of the sample grids (RUN/fakes<kimg>.png).
       grid: (columns, rows) of the sample grids.
-      cover_weight: weight of the mode-cover term added to G's loss (0: off; `gvjax.train.step.mode_cover_loss`):
-        each real image of the batch pulls the nearest of `cover_candidates` fakes (nearest in
-        16 px block means) towards itself, pixel by pixel, which brings back what G has dropped.
     """
 
     batch: int = 16
@@ -132,8 +129,6 @@ class TrainConfig:
     keep: int = 3
     sample_kimg: float = 4.0
     grid: tuple[int, int] = (4, 4)
-    cover_weight: float = 0.0
-    cover_candidates: int = 64
 
     def __post_init__(self):
         from gvjax.train.augment import AUGMENTS
@@ -179,8 +174,6 @@ class TrainConfig:
                 raise GvjaxError(f"{name} must be > 0")
         if self.keep < 1:
             raise GvjaxError(f"keep must be >= 1, got {self.keep}")
-        if not self.cover_weight >= 0 or self.cover_candidates < 1:
-            raise GvjaxError(f"--cover-weight must be >= 0 and --cover-candidates >= 1, got {self.cover_weight}, {self.cover_candidates}")
 
     # ----- derived -----
     @property

@@ -5,8 +5,7 @@ One loop for every model family: the generator comes from the family registry
 does what one iteration of NVIDIA's training loop does (training/training_loop.py,
 training/loss.py), in the same order:
 
-1. Gmain: non-saturating loss `softplus(-D(aug(G(z))))`, Adam step on G (plus, with
-   `cover_weight`, the mode-cover term `mode_cover_loss`, which is not NVIDIA's);
+1. Gmain: non-saturating loss `softplus(-D(aug(G(z))))`, Adam step on G;
 2. Greg (every `g_reg_interval` steps, if `pl_weight`): path-length penalty on half a batch,
    times the interval, Adam step on G;
 3. Dmain: `softplus(D(aug(G(z)))) + softplus(-D(aug(x)))`, Adam step on D;
@@ -52,10 +51,7 @@ from gvjax.train.config import TrainConfig, model_kind
 #: deterministic for a given program, which is what exact resume needs.
 RNG_IMPL = "unsafe_rbg"
 
-METRICS = ("loss_G", "loss_D", "loss_r1", "pl_penalty", "score_real", "score_fake", "augment_p", "r_t", "ema_beta", "loss_cover")
-
-#: the mode-cover term picks each real's nearest fake in block means of this size (px; the image's when smaller)
-COVER_PICK_SIZE = 16
+METRICS = ("loss_G", "loss_D", "loss_r1", "pl_penalty", "score_real", "score_fake", "augment_p", "r_t", "ema_beta")
 
 #: family -> the phases whose G pass updates G's moving averages (see the module docstring)
 EMA_PHASES = {"stylegan2": ("Gmain", "Greg", "Dmain"), "stylegan3": ("Dmain",)}
@@ -237,68 +233,25 @@ def update_w_avg(buffers: dict, w_mean: jnp.ndarray, beta: float | None) -> dict
     return {**buffers, "mapping": {**buffers["mapping"], "w_avg": jax.lax.stop_gradient(new)}}
 
 
-def nearest_candidates(reals: jnp.ndarray, candidates: jnp.ndarray) -> jnp.ndarray:
-    """`reals [B, F]`, `candidates [M, F]` -> `[B]` int: for each real, the index of the candidate
-    with the least squared difference."""
-    dist = jnp.sum(reals * reals, 1)[:, None] - 2 * reals @ candidates.T + jnp.sum(candidates * candidates, 1)[None, :]
-    return jnp.argmin(dist, axis=1)
-
-
-def block_means(img: jnp.ndarray, size: int) -> jnp.ndarray:
-    """`img [N, R, R, C]` -> `[N, size * size * C]`: the means of its (R / size)^2 pixel blocks, flattened
-    (`size` divides R)."""
-    n, r, _, c = img.shape
-    return img.reshape(n, size, r // size, size, r // size, c).mean(axis=(2, 4)).reshape(n, -1)
-
-
-def mode_cover_loss(nets: Networks, variables: dict, reals: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
-    """The mode-cover term of G's loss (implicit maximum likelihood estimation, Li & Malik 2018), a scalar.
-
-    `cover_candidates` fakes are drawn from fresh z (without gradient). Each real of `reals
-    [B, R, R, C]` picks the candidate nearest to it in `COVER_PICK_SIZE` px block means (its
-    layout and colours), and the term is the mean squared difference, pixel by pixel at full
-    resolution, between the reals and their picks drawn again with gradient. A real of a kind G
-    draws has a close candidate and adds little; one of a mode G has dropped gets the fake most
-    like it in layout and colour (for the bundled model's grapes: a lime, a plum, a kiwi) and
-    pulls it towards its own shape, which the adversarial loss alone never does (D judges only
-    the fakes G makes).
-    """
-    t = nets.train
-    size = min(COVER_PICK_SIZE, reals.shape[1])
-    k_z, k_candidates, k_picks = jax.random.split(key, 3)
-    z = jax.random.normal(k_z, (t.cover_candidates, nets.g_config.z_dim), jnp.float32)
-    frozen = jax.lax.stop_gradient(variables)
-    candidates = synthesize(nets, frozen, run_mapping(nets, frozen, z), k_candidates)
-    picks = nearest_candidates(block_means(reals, size), block_means(candidates, size))
-    img = synthesize(nets, variables, run_mapping(nets, variables, z[picks]), k_picks)
-    return jnp.mean(jnp.square(img - reals))
-
-
 # --- phases -----------------------------------------------------------------------------------------
 
 
-def g_main(nets: Networks, state: dict, key: jax.Array, sigma=None, reals: jnp.ndarray | None = None):
-    """Gmain: (state, metrics) after one Adam step on G's non-saturating loss (`sigma`: D's input blur),
-    plus `cover_weight * mode_cover_loss` on `reals` when the config asks for it (else `loss_cover` is NaN)."""
+def g_main(nets: Networks, state: dict, key: jax.Array, sigma=None):
+    """Gmain: (state, metrics) after one Adam step on G's non-saturating loss (`sigma`: D's input blur)."""
     t = nets.train
     k_z, k_g, k_d = jax.random.split(key, 3)
-    k_cover = jax.random.fold_in(key, 1)  # a key of its own: runs without the term draw as before
     z = jax.random.normal(k_z, (t.batch, nets.g_config.z_dim), jnp.float32)
     g = state["G"]
-    cover = t.cover_weight > 0 and reals is not None
 
     def loss_fn(params):
         img, _, buffers = run_generator(nets, {**g, "params": params}, z, k_g, "Gmain")
         logits = run_discriminator(nets, state["D"]["params"], img, state["augment_p"], k_d, sigma)
-        loss = jnp.mean(jax.nn.softplus(-logits))
-        cover_loss = mode_cover_loss(nets, {**g, "params": params}, reals, k_cover) if cover else jnp.float32(jnp.nan)
-        total = loss + t.cover_weight * cover_loss if cover else loss
-        return total, (buffers, logits, loss, cover_loss)
+        return jnp.mean(jax.nn.softplus(-logits)), (buffers, logits)
 
-    (_, (buffers, logits, loss, cover_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g["params"])
+    (loss, (buffers, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g["params"])
     params, opt = adam_step(nets.g_opt, grads, state["G_opt"], g["params"])
     state = {**state, "G": {"params": params, "buffers": jax.lax.stop_gradient(buffers)}, "G_opt": opt}
-    return state, {"loss_G": loss, "score_fake": jnp.mean(logits), "loss_cover": cover_loss}
+    return state, {"loss_G": loss, "score_fake": jnp.mean(logits)}
 
 
 def g_reg(nets: Networks, state: dict, key: jax.Array):
@@ -409,7 +362,7 @@ def train_step(nets: Networks, state: dict, reals: jnp.ndarray, do_greg: bool, d
     nan = jnp.float32(jnp.nan)
 
     sigma = blur_sigma(nets, step) if do_blur else None
-    state, m_g = g_main(nets, state, k_gmain, sigma, reals)
+    state, m_g = g_main(nets, state, k_gmain, sigma)
     pl_penalty = nan
     if do_greg:
         state, pl_penalty = g_reg(nets, state, k_greg)
@@ -440,7 +393,7 @@ def train_step(nets: Networks, state: dict, reals: jnp.ndarray, do_greg: bool, d
     metrics = {
         "loss_G": m_g["loss_G"], "loss_D": m_d["loss_D"], "loss_r1": r1, "pl_penalty": pl_penalty,
         "score_real": m_d["score_real"], "score_fake": m_d["score_fake_D"], "augment_p": p, "r_t": r_t,
-        "ema_beta": beta, "loss_cover": m_g["loss_cover"],
+        "ema_beta": beta,
     }
     return state, metrics
 
